@@ -1,0 +1,53 @@
+# tonearm task runner. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := demo/bach_bwv66_6.flac
+OUT := out
+
+.DEFAULT_GOAL := help
+
+##@ Main
+
+run: $(STAMP) ## Master the bundled demo track (until the server exists) and print the report summary
+	@mkdir -p $(OUT)
+	$(BIN)/tonearm master $(DEMO) -o $(OUT)/bach_bwv66_6.mastered.flac --target spotify --report $(OUT)/bach_bwv66_6.report.json
+
+test: $(STAMP) lint ## Run ruff, mypy and the whole test suite
+	$(BIN)/python -m pytest -q
+
+##@ Development
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy strict
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP) ## Run the benchmarks and print their figures
+	$(BIN)/python benchmarks/master.py
+
+format: $(STAMP) ## Apply ruff's formatter and autofixes
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+venv: $(STAMP) ## Create .venv and install pinned dependencies
+
+clean: ## Remove the virtual environment and build outputs
+	rm -rf $(VENV) $(OUT) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*##/ {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -n "$(PYTHON)" || { echo "tonearm needs Python 3.11+ (python3)"; exit 2; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); \
+	  else echo "python3 -m venv failed: install python3-venv (sudo apt-get install python3-venv)"; exit 2; fi; }
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+.PHONY: run test lint bench format venv clean help
