@@ -1,0 +1,163 @@
+"""Benchmark ``tonearm master``: speed (x real time, one core) and peak memory.
+
+Each scenario runs in a fresh child process pinned to one core with single-threaded BLAS/FFT,
+which first runs the baseline (decode + write only, the same formats, no processing) and then
+the full master, so the printed ratio compares the two in the same process. Peak RSS is the
+child's ``ru_maxrss``.
+
+    python benchmarks/master.py                 # 3-minute track + the 10-minute fixture
+    python benchmarks/master.py --two-hours     # also a 2-hour file (flat memory check)
+    python benchmarks/master.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUSIC = ROOT.parent / "shared" / "fixtures" / "music"
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+SINGLE_THREAD = dict.fromkeys(THREAD_VARIABLES, "1")
+
+
+def make_three_minutes(folder: Path) -> Path:
+    """A 180 s, 44.1 kHz stereo 16-bit FLAC of real music (Joplin, then Bach)."""
+    import numpy as np
+    import soundfile as sf
+
+    path = folder / "three_minutes.flac"
+    joplin, rate = sf.read(MUSIC / "joplin_maple_leaf_rag.flac", dtype="float32")
+    bach, _ = sf.read(MUSIC / "bach_bwv66_6.flac", dtype="float32")
+    track = np.concatenate([joplin, bach, joplin])[: 180 * rate]
+    sf.write(path, track, rate, subtype="PCM_16")
+    return path
+
+
+def make_two_hours(folder: Path) -> Path:
+    """A 2-hour 44.1 kHz stereo 16-bit FLAC, written block by block (Joplin looped)."""
+    import numpy as np
+    import soundfile as sf
+
+    path = folder / "two_hours.flac"
+    joplin, rate = sf.read(MUSIC / "joplin_maple_leaf_rag.flac", dtype="float32")
+    total = 2 * 3600 * rate
+    with sf.SoundFile(path, "w", rate, 2, subtype="PCM_16") as out:
+        written = 0
+        while written < total:
+            part = joplin[: total - written]
+            out.write(part * np.float32(0.9 + 0.1 * (written // part.shape[0] % 2)))
+            written += part.shape[0]
+    return path
+
+
+def child(source: Path, output: Path) -> None:
+    """Run baseline then master in this process; print one JSON line."""
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    import soundfile as sf
+
+    from tonearm.audio_io import AtomicAudioWriter, AudioReader, output_format_for
+    from tonearm.mastering import MasterSettings, master_file
+
+    # warm imports and caches outside the timed region (a CLI pays them once per process)
+    started = time.perf_counter()
+    with AudioReader(source) as reader:
+        info = reader.info
+        fmt = output_format_for(output, sample_rate=info.sample_rate, bit_depth="16")
+        baseline_out = output.with_name("baseline" + output.suffix)
+        with AtomicAudioWriter(
+            baseline_out, sample_rate=info.sample_rate, channels=info.channels, fmt=fmt
+        ) as writer:
+            for block in reader.blocks():
+                writer.write(block)
+    baseline_s = time.perf_counter() - started
+    baseline_out.unlink()
+    rss_after_baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    report = master_file(source, output, settings=MasterSettings(bit_depth="16"))
+    master_s = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "file": source.name,
+                "duration_s": info.frames / info.sample_rate,
+                "baseline_s": baseline_s,
+                "master_s": master_s,
+                "realtime_x": info.frames / info.sample_rate / master_s,
+                "ratio_to_baseline": master_s / baseline_s,
+                "peak_rss_mib": peak_kib / 1024,
+                "baseline_rss_mib": rss_after_baseline / 1024,
+                "render_passes": report.render_passes,
+                "timings_s": report.timings_s,
+                "output_lufs": report.output.integrated_lufs,
+                "output_dbtp": report.output.true_peak_dbtp,
+                "output_format": sf.info(output).subtype,
+            }
+        )
+    )
+
+
+def run_child(source: Path, output: Path) -> dict[str, object]:
+    env = {**os.environ, **SINGLE_THREAD}
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", str(source), str(output)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=3600,
+    )
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--child", nargs=2, type=Path, metavar=("IN", "OUT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--two-hours", action="store_true", help="also master a 2-hour file")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tonearm-bench-") as temp:
+        folder = Path(temp)
+        sources = [make_three_minutes(folder), MUSIC / "beethoven_opus18no1.mp3"]
+        if args.two_hours:
+            sources.append(make_two_hours(folder))
+        for source in sources:
+            rows.append(run_child(source, folder / f"{source.stem}.mastered.flac"))
+    print(
+        f"{'file':<26}{'length':>8}{'baseline':>10}{'master':>9}{'x real':>8}{'ratio':>7}"
+        f"{'peak RSS':>10}{'passes':>7}"
+    )
+    for row in rows:
+        print(
+            f"{row['file']:<26}{row['duration_s']:>7.0f}s{row['baseline_s']:>9.2f}s"
+            f"{row['master_s']:>8.2f}s{row['realtime_x']:>7.0f}x{row['ratio_to_baseline']:>6.1f}x"
+            f"{row['peak_rss_mib']:>7.0f} MiB"
+            f"{row['render_passes']:>7}"
+        )
+        stages = {k: round(v, 3) for k, v in row["timings_s"].items()}  # type: ignore[attr-defined]
+        print(f"    stages: {json.dumps(stages)}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""Decode audio files into tonearm's float32 ``(channels, frames)`` layout, whole or streamed.
+
+:class:`AudioReader` probes the file first (so a truncated WAV/AIFF/FLAC/MP3/MP4, a 6-channel file
+or a non-audio file fails before anything is produced), then decodes with libsndfile or PyAV:
+
+* libsndfile files are read block by block into one reused interleaved buffer and transposed into
+  a fresh ``(channels, n)`` block (mono needs no transpose: it is read straight into its block),
+  which is all the overhead there is over ``soundfile.SoundFile.blocks``.
+* PyAV files are decoded packet by packet and copied once into fixed-size blocks (see
+  :mod:`tonearm.audio_io._pyav` for how encoder priming and padding are trimmed).
+
+Both paths keep memory flat: one block (plus one decoded packet for PyAV) at a time.
+
+Damage found only while decoding (a FLAC whose last frame decodes but whose middle does not, an
+MP4 cut inside its last packet, an MP3 whose frames are corrupt) raises :class:`DecodeError` at
+the block where it is found; a float file with NaN or Inf samples likewise. The check for
+non-finite samples runs on every block of float, lossy and PyAV sources; integer PCM cannot hold
+them and skips it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+import soundfile as sf
+
+from tonearm.audio_io._common import corrupt_error, nonfinite_error, truncated_error
+from tonearm.audio_io._pyav import pyav_blocks
+from tonearm.audio_io.probe import AudioInfo, open_audio, read_frames_into, reopen_soundfile
+from tonearm.errors import DecodeError, ParameterError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import TracebackType
+
+    from tonearm.types import AudioArray
+
+__all__ = ["AudioReader", "DecodedAudio", "iter_blocks", "read_audio"]
+
+DEFAULT_BLOCK_FRAMES = 65536
+_READ_BLOCK_FRAMES = 1 << 18
+_FLOAT_CODECS = frozenset({"FLOAT", "DOUBLE"})
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAudio:
+    """A whole decoded file.
+
+    Attributes
+    ----------
+    audio : AudioArray
+        float32, shape ``(channels, frames)``.
+    sample_rate : int
+        In Hz.
+    info : AudioInfo
+        What :func:`~tonearm.audio_io.probe.probe` reported.
+    """
+
+    audio: AudioArray
+    sample_rate: int
+    info: AudioInfo
+
+
+class AudioReader:
+    """Open an audio file for whole or streaming decode; use as a context manager.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The input file.
+
+    Raises
+    ------
+    DecodeError
+        Everything :func:`~tonearm.audio_io.probe.probe` raises, on construction.
+
+    Notes
+    -----
+    One reader serves one thread; open one reader per thread to decode in parallel. Each call to
+    :meth:`blocks` or :meth:`read` starts again at the first frame; do not interleave two
+    iterations of one reader.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._name = os.fspath(path)
+        self._info, self._handle = open_audio(path)
+        self._fresh = True
+        self._closed = False
+        info = self._info
+        self._check_finite = info.decoder == "pyav" or info.lossy or info.codec in _FLOAT_CODECS
+
+    @property
+    def info(self) -> AudioInfo:
+        """What the probe found (``info.frames`` is exactly what will be decoded)."""
+        return self._info
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the file; safe to call more than once."""
+        self._closed = True
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def blocks(self, *, block_frames: int = DEFAULT_BLOCK_FRAMES) -> Iterator[AudioArray]:
+        """Yield the file as float32 ``(channels, n)`` blocks, from the first frame.
+
+        Parameters
+        ----------
+        block_frames : int
+            Frames per block (>= 1); every block has exactly this many except the last.
+
+        Yields
+        ------
+        AudioArray
+            A new array each time (the caller may keep it).
+
+        Raises
+        ------
+        DecodeError
+            At the block where the file turns out truncated or corrupt, or holds NaN/Inf.
+        """
+        if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
+            raise ParameterError(f"block_frames must be a positive integer, got {block_frames!r}")
+        self._check_open()
+        if self._handle is None:
+            return pyav_blocks(
+                self._info.path,
+                name=self._name,
+                channels=self._info.channels,
+                frames=self._info.frames,
+                block_frames=block_frames,
+            )
+        return self._soundfile_blocks(block_frames)
+
+    def read(self) -> AudioArray:
+        """Decode the whole file into one float32 ``(channels, frames)`` array.
+
+        Raises
+        ------
+        DecodeError
+            As :meth:`blocks`.
+        """
+        self._check_open()
+        out = np.empty((self._info.channels, self._info.frames), dtype=np.float32)
+        pos = 0
+        if self._handle is None:
+            for block in self.blocks(block_frames=_READ_BLOCK_FRAMES):
+                out[:, pos : pos + block.shape[1]] = block
+                pos += block.shape[1]
+        else:
+            for interleaved in self._soundfile_chunks(_READ_BLOCK_FRAMES, reuse=True):
+                n = interleaved.shape[0]
+                out[:, pos : pos + n] = interleaved.T
+                pos += n
+        return out
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DecodeError(f"cannot read '{self._name}': the reader is closed")
+
+    def _soundfile_blocks(self, block_frames: int) -> Iterator[AudioArray]:
+        if self._info.channels == 1:
+            # A fresh (n, 1) buffer per block: its transpose is already C-contiguous (1, n).
+            for mono in self._soundfile_chunks(block_frames, reuse=False):
+                yield mono.T
+        else:
+            for interleaved in self._soundfile_chunks(block_frames, reuse=True):
+                yield interleaved.T.copy()
+
+    def _soundfile_chunks(
+        self, block_frames: int, *, reuse: bool
+    ) -> Iterator[npt.NDArray[np.float32]]:
+        """Yield interleaved ``(n, channels)`` chunks; with ``reuse`` they share one buffer."""
+        handle = self._handle
+        assert handle is not None
+        if not self._fresh:
+            # Reopen rather than seek(0): libmpg123 does not decode an MP3's first frames
+            # bit-identically after a seek back to the start.
+            handle.close()
+            handle = self._handle = reopen_soundfile(self._info.path, self._name)
+        self._fresh = False
+        frames = self._info.frames
+        channels = self._info.channels
+        shared = (
+            np.empty((min(block_frames, frames), channels), dtype=np.float32) if reuse else None
+        )
+        done = 0
+        while done < frames:
+            want = min(block_frames, frames - done)
+            target = shared[:want] if shared is not None else np.empty((want, channels), np.float32)
+            try:
+                count = read_frames_into(handle, target)
+            except (sf.SoundFileError, RuntimeError) as exc:
+                raise corrupt_error(
+                    self._name, decoded=done, declared=frames, reason=str(exc)
+                ) from None
+            if count < want:
+                raise truncated_error(self._name, declared=frames, decoded=done + count)
+            got = target
+            if self._check_finite and not np.isfinite(got).all():
+                raise nonfinite_error(self._name)
+            done += want
+            yield got
+
+
+def read_audio(path: str | os.PathLike[str]) -> DecodedAudio:
+    """Decode a whole file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The input file.
+
+    Returns
+    -------
+    DecodedAudio
+        The float32 ``(channels, frames)`` audio, its sample rate and the probe's info.
+
+    Raises
+    ------
+    DecodeError
+        As :class:`AudioReader`.
+    """
+    with AudioReader(path) as reader:
+        audio = reader.read()
+        return DecodedAudio(audio=audio, sample_rate=reader.info.sample_rate, info=reader.info)
+
+
+def iter_blocks(
+    path: str | os.PathLike[str], *, block_frames: int = DEFAULT_BLOCK_FRAMES
+) -> Iterator[AudioArray]:
+    """Yield a file's float32 ``(channels, n)`` blocks, opening and closing it around the loop.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The input file.
+    block_frames : int
+        Frames per block; all blocks but the last have exactly this many.
+
+    Raises
+    ------
+    DecodeError
+        As :meth:`AudioReader.blocks` (the probe's errors surface at the first ``next()``).
+    """
+    with AudioReader(path) as reader:
+        yield from reader.blocks(block_frames=block_frames)

@@ -1,0 +1,230 @@
+"""Command line: the composition root (``tonearm master``, ``tonearm analyze``).
+
+Exit codes: 0 success, 2 bad input or bad usage (one line on stderr, no traceback, no output
+file left), 1 internal error (set ``TONEARM_DEBUG=1`` for the traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tonearm import __version__
+from tonearm.errors import UserInputError
+from tonearm.events import ProgressEvent
+from tonearm.mastering.analysis import analyze_file
+from tonearm.mastering.render import MasterSettings, master_file
+from tonearm.mastering.targets import PRESETS, resolve_target
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tonearm",
+    help="Adaptive mastering engine: master to platform loudness targets, analyse tracks.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+TargetName = Enum("TargetName", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
+
+
+class BitDepthOption(str, Enum):
+    """Output sample formats for PCM containers."""
+
+    pcm16 = "16"
+    pcm24 = "24"
+    float32 = "32f"
+
+
+@contextlib.contextmanager
+def _exit_codes() -> Iterator[None]:
+    """Map exceptions to the documented exit codes, with one line on stderr."""
+    try:
+        yield
+    except UserInputError as exc:
+        stderr.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        stderr.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if os.environ.get("TONEARM_DEBUG"):
+            raise
+        stderr.print(f"internal error: {type(exc).__name__}: {exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
+class _Bars:
+    """A rich progress bar per stage, fed by :class:`ProgressEvent`s."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self._progress = progress
+        self._label = label
+        self._tasks: dict[tuple[str, int], TaskID] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        key = (event.stage, event.attempt)
+        task = self._tasks.get(key)
+        if task is None:
+            suffix = f" (pass {event.attempt})" if event.attempt > 1 else ""
+            task = self._progress.add_task(
+                f"{event.stage:<8}{suffix} {self._label}", total=max(event.frames_total, 1)
+            )
+            self._tasks[key] = task
+        self._progress.update(task, completed=event.frames_done)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=quiet or not stderr.is_terminal,
+    )
+
+
+def _write_json_atomically(path: Path, payload: Any) -> None:
+    """Write JSON to a temp file beside ``path`` and rename it into place."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=2, allow_nan=False)
+            stream.write("\n")
+        os.replace(temp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+
+
+def _check_report_path(path: Path | None) -> None:
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserInputError(f"report path '{path}' is a directory")
+    if not path.parent.is_dir():
+        raise UserInputError(f"report folder '{path.parent}/' does not exist")
+
+
+@app.command()
+def master(
+    input_path: Annotated[Path, typer.Argument(metavar="IN", help="Mix to master.")],
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Output file; format follows its extension."),
+    ] = None,
+    target: Annotated[
+        TargetName, typer.Option("--target", "-t", help="Platform loudness preset.")
+    ] = TargetName["spotify"],  # noqa: B008
+    lufs: Annotated[
+        float | None, typer.Option(help="Custom integrated loudness target (LUFS).")
+    ] = None,
+    ceiling: Annotated[
+        float | None, typer.Option(help="Custom true-peak ceiling (dBTP).")
+    ] = None,
+    strength: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="0 = loudness only, 1 = full processing.")
+    ] = 1.0,
+    bit_depth: Annotated[
+        BitDepthOption | None, typer.Option("--bit-depth", help="PCM output depth.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the full JSON report here.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary or progress.")] = False,
+) -> None:
+    """Master IN to a loudness target with a true-peak ceiling."""
+    with _exit_codes():
+        _check_report_path(report)
+        settings = MasterSettings(
+            target=resolve_target(str(target.value), lufs=lufs, ceiling_dbtp=ceiling),
+            strength=strength,
+            bit_depth=None if bit_depth is None else bit_depth.value,  # type: ignore[arg-type]
+        )
+        with _progress(quiet) as progress:
+            result = master_file(
+                input_path, output, settings=settings, on_progress=_Bars(progress, input_path.name)
+            )
+        if report is not None:
+            _write_json_atomically(report, result.to_dict())
+        if not quiet:
+            for line in result.summary_lines():
+                stdout.print(line, markup=False)
+
+
+@app.command()
+def analyze(
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to analyse.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per file, one per line.")
+    ] = False,
+) -> None:
+    """Measure loudness, loudness range, true peak and the fingerprint of each FILE."""
+    failed = False
+    table = Table("file", "LUFS", "dBTP", "LRA", "rate", "ch", "seconds")
+    with _progress(as_json) as progress:
+        for path in files:
+            try:
+                with _exit_codes():
+                    result = analyze_file(path, on_progress=_Bars(progress, path.name))
+            except typer.Exit as exit_:
+                if exit_.exit_code != 2:
+                    raise
+                failed = True
+                continue
+            summary = result.to_dict()
+            if as_json:
+                sys.stdout.write(json.dumps({"path": str(path), **summary}, allow_nan=False) + "\n")
+            else:
+                table.add_row(
+                    path.name,
+                    f"{result.loudness.integrated_lufs:.2f}",
+                    f"{result.true_peak_dbtp:.2f}",
+                    f"{result.loudness.loudness_range_lu:.1f}",
+                    str(result.sample_rate),
+                    str(result.channels),
+                    f"{result.duration_s:.1f}",
+                )
+    if not as_json and table.row_count:
+        stdout.print(table)
+    if failed:
+        raise typer.Exit(2)
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"tonearm {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """tonearm: adaptive mastering engine and music library."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

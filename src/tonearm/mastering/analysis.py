@@ -1,0 +1,332 @@
+"""The analysis pass: one streaming read of a track gives everything the planner needs.
+
+:class:`TrackAnalyzer` takes float32 ``(channels, frames)`` blocks and feeds, in one pass:
+BS.1770-4 loudness and EBU Tech 3342 loudness range, 4x true peak, level/width statistics, the
+loud-part mid/side spectrum, the 25-value fingerprint, and per-5 ms chunk levels for the gain
+model. Memory is flat apart from small per-time series (loudness at 10 values/s, chunk levels at
+200 values/s, about 17 MB for two hours).
+
+:func:`measure_file` is the light version used to verify a written file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tonearm.audio_io import AudioReader
+from tonearm.dsp.loudness import KWeighting, LoudnessMeter, LoudnessResult
+from tonearm.dsp.spectrum import MidSideSpectrum, SpectrumAccumulator
+from tonearm.dsp.stats import LevelStats, LevelStatsAccumulator
+from tonearm.dsp.true_peak import TruePeakMeter
+from tonearm.events import ProgressCallback, ProgressEvent
+from tonearm.mastering.fingerprint import Fingerprint, FingerprintAccumulator
+from tonearm.types import AudioArray, validate_audio
+
+__all__ = [
+    "CHUNKS_PER_SECOND",
+    "ChunkLevels",
+    "MeasuredLevels",
+    "TrackAnalysis",
+    "TrackAnalyzer",
+    "analyze_audio",
+    "analyze_file",
+    "measure_file",
+]
+
+CHUNKS_PER_SECOND = 200  # 5 ms chunks; 20 of them make one BS.1770 100 ms sub-block
+DEFAULT_BLOCK_FRAMES = 65536
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no infinities: -inf loudness (silence) is reported as null."""
+    return float(value) if np.isfinite(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLevels:
+    """Per-5 ms levels of a track, the input of the gain model.
+
+    All arrays have shape ``(chunks,)``. ``peak`` is the channel-linked sample peak (linear),
+    ``k_energy`` the sum over channels of the K-weighted squared samples (BS.1770-4 eq. 2 with
+    G = 1), ``mean_square`` the unweighted mean square over channels and frames, and
+    ``frames`` the chunk lengths (chunk ``j`` starts at ``(j * sample_rate + 100) // 200``).
+    """
+
+    peak: npt.NDArray[np.float32]
+    k_energy: npt.NDArray[np.float32]
+    mean_square: npt.NDArray[np.float32]
+    frames: npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredLevels:
+    """The headline measurements of a signal (input or output of a master)."""
+
+    integrated_lufs: float
+    true_peak_dbtp: float
+    loudness_range_lu: float
+    sample_peak_dbfs: float
+    crest_db: float
+    side_to_mid_db: float
+    correlation: float
+    short_term_max_lufs: float
+
+    def to_dict(self) -> dict[str, float | None]:
+        """JSON-safe mapping (infinities become None)."""
+        return {name: finite_or_none(getattr(self, name)) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class TrackAnalysis:
+    """Everything the analysis pass learned about one track."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    loudness: LoudnessResult
+    true_peak_dbtp: float
+    levels: LevelStats
+    spectrum: MidSideSpectrum
+    fingerprint: Fingerprint
+    chunks: ChunkLevels
+
+    @property
+    def duration_s(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate
+
+    @property
+    def measured(self) -> MeasuredLevels:
+        """Headline measurements."""
+        return _measured(self.loudness, self.true_peak_dbtp, self.levels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (the ``tonearm analyze --json`` object, less the path)."""
+        return {
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "frames": self.frames,
+            "duration_s": self.duration_s,
+            **self.measured.to_dict(),
+            "momentary_max_lufs": finite_or_none(self.loudness.momentary_max_lufs),
+            "rms_dbfs": finite_or_none(self.levels.rms_dbfs),
+            "width": self.levels.width,
+            "fingerprint": self.fingerprint.to_dict(),
+            "fingerprint_version": self.fingerprint.version,
+        }
+
+
+def _measured(loudness: LoudnessResult, true_peak_dbtp: float, levels: LevelStats) -> MeasuredLevels:
+    return MeasuredLevels(
+        integrated_lufs=loudness.integrated_lufs,
+        true_peak_dbtp=true_peak_dbtp,
+        loudness_range_lu=loudness.loudness_range_lu,
+        sample_peak_dbfs=levels.sample_peak_dbfs,
+        crest_db=levels.crest_db,
+        side_to_mid_db=levels.side_to_mid_db,
+        correlation=levels.correlation,
+        short_term_max_lufs=loudness.short_term_max_lufs,
+    )
+
+
+class _ChunkAccumulator:
+    """Reduces K-weighted and plain blocks to :class:`ChunkLevels` at 200 chunks per second."""
+
+    def __init__(self, *, sample_rate: int) -> None:
+        self._rate = sample_rate
+        self.reset()
+
+    def reset(self) -> None:
+        self._position = 0
+        self._parts: list[tuple[npt.NDArray[np.float32], ...]] = []
+        self._open = (0.0, 0.0, 0.0, 0)  # peak, k_energy, square sum, frames of the open chunk
+
+    def _start(self, chunk: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return (chunk * self._rate + 100) // 200
+
+    def push(self, block: AudioArray, weighted: AudioArray) -> None:
+        n = block.shape[1]
+        if n == 0:
+            return
+        first = self._position
+        last = first + n
+        # chunk j starts at (j * rate + 100) // 200, so frame f lies in chunk (200 f + 99) // rate
+        first_chunk = (200 * first + 99) // self._rate
+        last_chunk = (200 * (last - 1) + 99) // self._rate
+        chunk_ids = np.arange(first_chunk + 1, last_chunk + 1, dtype=np.int64)
+        starts = self._start(chunk_ids) - first
+        cuts = np.concatenate(([0], starts)).astype(np.intp)
+        peak = np.maximum.reduceat(np.abs(block).max(axis=0), cuts)
+        k_energy = np.add.reduceat(np.square(weighted).sum(axis=0), cuts)
+        squares = np.add.reduceat(np.square(block).sum(axis=0), cuts)
+        frames = np.diff(np.append(cuts, n))
+        open_peak, open_k, open_sq, open_frames = self._open
+        peak[0] = max(peak[0], open_peak)
+        k_energy[0] += open_k
+        squares[0] += open_sq
+        frames[0] += open_frames
+        self._open = (float(peak[-1]), float(k_energy[-1]), float(squares[-1]), int(frames[-1]))
+        if peak.shape[0] > 1:
+            self._parts.append(
+                (
+                    peak[:-1].astype(np.float32),
+                    k_energy[:-1].astype(np.float32),
+                    (squares[:-1] / (frames[:-1] * block.shape[0])).astype(np.float32),
+                    frames[:-1].astype(np.float32),
+                )
+            )
+        self._position = last
+
+    def result(self, *, channels: int) -> ChunkLevels:
+        parts = list(self._parts)
+        open_peak, open_k, open_sq, open_frames = self._open
+        if open_frames:
+            parts.append(
+                tuple(
+                    np.array([value], dtype=np.float32)
+                    for value in (open_peak, open_k, open_sq / (open_frames * channels), open_frames)
+                )
+            )
+        if not parts:
+            empty = np.zeros(0, dtype=np.float32)
+            return ChunkLevels(empty, empty, empty, np.zeros(0, dtype=np.int32))
+        peak, k_energy, mean_square, frames = (np.concatenate(col) for col in zip(*parts, strict=True))
+        return ChunkLevels(peak, k_energy, mean_square, frames.astype(np.int32))
+
+
+class TrackAnalyzer:
+    """Streaming analysis of one track; ``push`` blocks, then ``result()``; ``reset()`` to reuse."""
+
+    def __init__(self, *, sample_rate: int, channels: int) -> None:
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self._weighting = KWeighting(sample_rate=sample_rate, channels=channels)
+        self._loudness = LoudnessMeter(sample_rate=sample_rate, channels=channels)
+        self._true_peak = TruePeakMeter(channels=channels)
+        self._levels = LevelStatsAccumulator(channels=channels)
+        self._spectrum = SpectrumAccumulator(sample_rate=sample_rate, channels=channels)
+        self._fingerprint = FingerprintAccumulator(sample_rate=sample_rate, channels=channels)
+        self._chunks = _ChunkAccumulator(sample_rate=sample_rate)
+        self._frames = 0
+
+    def reset(self) -> None:
+        """Forget everything pushed so far."""
+        for part in (
+            self._weighting,
+            self._loudness,
+            self._true_peak,
+            self._levels,
+            self._spectrum,
+            self._fingerprint,
+            self._chunks,
+        ):
+            part.reset()
+        self._frames = 0
+
+    def push(self, block: AudioArray) -> None:
+        """Analyse the next block of the stream."""
+        weighted = self._weighting.process(block)
+        self._loudness.push_k_weighted(weighted)
+        self._true_peak.push(block)
+        self._levels.push(block)
+        self._spectrum.push(block)
+        self._fingerprint.push(block)
+        self._chunks.push(block, weighted)
+        self._frames += block.shape[1]
+
+    def result(self) -> TrackAnalysis:
+        """The analysis of everything pushed so far."""
+        loudness = self._loudness.result()
+        return TrackAnalysis(
+            sample_rate=self.sample_rate,
+            channels=self.channels,
+            frames=self._frames,
+            loudness=loudness,
+            true_peak_dbtp=self._true_peak.peak_dbtp,
+            levels=self._levels.result(),
+            spectrum=self._spectrum.result(),
+            fingerprint=self._fingerprint.result(integrated_lufs=loudness.integrated_lufs),
+            chunks=self._chunks.result(channels=self.channels),
+        )
+
+
+def _report(
+    on_progress: ProgressCallback | None, stage: str, done: int, total: int, attempt: int = 1
+) -> None:
+    if on_progress is not None:
+        on_progress(ProgressEvent(stage, done, total, attempt))  # type: ignore[arg-type]
+
+
+def analyze_blocks(
+    blocks: Iterable[AudioArray],
+    *,
+    sample_rate: int,
+    channels: int,
+    frames_total: int = 0,
+    on_progress: ProgressCallback | None = None,
+) -> TrackAnalysis:
+    """Run the analysis pass over a stream of blocks."""
+    analyzer = TrackAnalyzer(sample_rate=sample_rate, channels=channels)
+    done = 0
+    for block in blocks:
+        analyzer.push(block)
+        done += block.shape[1]
+        _report(on_progress, "analyse", done, frames_total)
+    return analyzer.result()
+
+
+def analyze_audio(audio: AudioArray, *, sample_rate: int) -> TrackAnalysis:
+    """Analyse an in-memory signal (float32, shape (channels, frames))."""
+    validate_audio(audio, sample_rate=sample_rate)
+    blocks = (
+        audio[:, start : start + DEFAULT_BLOCK_FRAMES]
+        for start in range(0, audio.shape[1], DEFAULT_BLOCK_FRAMES)
+    )
+    return analyze_blocks(blocks, sample_rate=sample_rate, channels=audio.shape[0])
+
+
+def analyze_file(
+    path: str | os.PathLike[str],
+    *,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+    on_progress: ProgressCallback | None = None,
+) -> TrackAnalysis:
+    """Analyse a file in one streaming pass (flat memory)."""
+    with AudioReader(path) as reader:
+        info = reader.info
+        return analyze_blocks(
+            reader.blocks(block_frames=block_frames),
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+            frames_total=info.frames,
+            on_progress=on_progress,
+        )
+
+
+def measure_file(
+    path: str | os.PathLike[str],
+    *,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+    on_progress: ProgressCallback | None = None,
+    attempt: int = 1,
+) -> MeasuredLevels:
+    """Measure loudness, loudness range, true peak and levels of a written file."""
+    with AudioReader(path) as reader:
+        info = reader.info
+        loudness = LoudnessMeter(sample_rate=info.sample_rate, channels=info.channels)
+        true_peak = TruePeakMeter(channels=info.channels)
+        levels = LevelStatsAccumulator(channels=info.channels)
+        done = 0
+        for block in reader.blocks(block_frames=block_frames):
+            loudness.push(block)
+            true_peak.push(block)
+            levels.push(block)
+            done += block.shape[1]
+            _report(on_progress, "verify", done, info.frames, attempt)
+    return _measured(loudness.result(), true_peak.peak_dbtp, levels.result())

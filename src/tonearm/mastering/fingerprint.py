@@ -1,0 +1,633 @@
+"""The 25-value audio fingerprint: similarity search in the library and content-aware planning.
+
+One streaming pass (:class:`FingerprintAccumulator`) over ``(channels, frames)`` blocks of any size
+keeps O(1) running sums plus three float32 series that grow by ``3 * sample_rate / hop`` values per
+second of audio (about 129 at 44.1 kHz, half a kilobyte). Internally:
+
+- time domain, both channels: overall peak and ``sum(L^2)``, ``sum(R^2)``, ``sum(L R)`` (crest,
+  width, correlation), and per ``hop``-sample chunk (23 ms at 44.1 kHz) the peak and mean square;
+- a Hann-windowed STFT of the mono downmix ``(L + R) / 2`` (2048 points at 44.1 kHz, scaled to the
+  power of two nearest ``2048 * rate / 44100``, hop = half): the long-term power spectrum, chroma,
+  spectral flatness, a sustained-energy share and a spectral-flux onset envelope (log-spaced bands
+  40 Hz-16 kHz, none narrower than 90 Hz).
+
+Feature definitions, in ``FINGERPRINT_FIELDS`` order ("active" STFT frames are those above -70 dB;
+seconds are groups of ``round(sample_rate / hop)`` chunks; floors in brackets are what silence or
+too-short audio gives):
+
+1-7. ``*_energy``: share of the long-term spectrum's power in 20-60, 60-250, 250-500, 500-2000,
+     2000-4000, 4000-6000 and 6000-20000 Hz (clipped to Nyquist); they sum to 1 [all 0].
+8. ``loudness_lufs``: the caller's BS.1770 integrated loudness, floored at -70 [-70].
+9. ``crest_db``: overall sample peak over overall RMS (both channels), dB [0].
+10. ``bass_mid_ratio``: bass (60-250 Hz) over mid (500-2000 Hz) power of the long-term spectrum,
+    dB, clipped to +-60 [0].
+11. ``tempo_bpm``: autocorrelation of the smoothed onset envelope over 60-200 BPM, weighted by a
+    log-Gaussian prior around 120 BPM (1 octave wide), refined on the peaks at 2-4 periods [0].
+12. ``rhythm_stability``: normalised autocorrelation at the tempo's period, 0..1 [0].
+13. ``transient_density``: onsets per second, local maxima of the onset envelope above a running
+    median plus a margin [0].
+14. ``silence_ratio``: share of chunks whose RMS is below -60 dBFS [1 for silence, 0 for no audio].
+15. ``spectral_centroid_hz``: power-weighted mean frequency of the long-term spectrum [0].
+16. ``spectral_rolloff_hz``: frequency below which 85 % of the long-term power lies [0].
+17. ``spectral_flatness``: per-frame geometric over arithmetic mean power (20 Hz-16 kHz),
+    averaged over active frames; about 0.55 for white noise, near 0 for a sine [0].
+18. ``harmonic_ratio``: share of the power that persists: per bin, the minimum over 4 consecutive
+    frames summed against the plain sum (1 for a steady tone, ~0.3 for noise, low for hits) [0].
+19. ``pitch_stability``: share of consecutive active frame pairs with the same dominant pitch
+    class (chroma from 80 Hz-5 kHz) [0].
+20. ``chroma_energy``: ``1 - entropy / log(12)`` of the mean per-frame-normalised chroma [0].
+21. ``dynamic_range_variation``: std over non-silent seconds of the per-second crest, dB [0].
+22. ``loudness_variation``: std (LU) of 3 s unweighted short-term levels (one per chunk) gated at
+    -60 dBFS absolute and -20 LU below their power mean, as EBU Tech 3342 does [0].
+23. ``peak_consistency``: ``1 - std / mean`` of the per-second peaks of non-silent seconds,
+    clipped to 0..1 [0; 1 for a single second].
+24. ``stereo_width``: side energy over mid + side energy, 0..1 [0; 0 for mono].
+25. ``phase_correlation``: ``sum(L R) / sqrt(sum(L^2) sum(R^2))``, -1..1 [1 for mono and silence;
+    0 when one channel is silent].
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import numpy.typing as npt
+import scipy.fft
+import scipy.ndimage
+
+from tonearm.dsp.spectrum import BlockFramer, hann_window
+from tonearm.errors import ParameterError
+from tonearm.types import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioArray, validate_audio
+
+__all__ = [
+    "FINGERPRINT_FIELDS",
+    "FINGERPRINT_VERSION",
+    "Fingerprint",
+    "FingerprintAccumulator",
+    "fingerprint_of",
+]
+
+FINGERPRINT_VERSION = 1
+
+BAND_EDGES_HZ = (20.0, 60.0, 250.0, 500.0, 2000.0, 4000.0, 6000.0, 20000.0)
+"""Edges of the seven contiguous band-energy fields, Hz (bins above Nyquist simply don't exist)."""
+
+LOUDNESS_FLOOR_LUFS = -70.0
+BASS_MID_LIMIT_DB = 60.0
+TEMPO_MIN_BPM = 60.0
+TEMPO_MAX_BPM = 200.0
+TEMPO_PRIOR_BPM = 120.0
+TEMPO_PRIOR_OCTAVES = 1.0
+MIN_RHYTHM_STRENGTH = 0.05
+"""Below this normalised autocorrelation peak no tempo is reported (``tempo_bpm == 0``)."""
+_MIN_ONSET_STD_DB = 0.05  # a flatter onset envelope (a steady tone) has no tempo
+
+_ACTIVE_MS = 1e-7  # -70 dB: STFT frames quieter than this take no part in spectral features
+_SILENT_MS = 1e-6  # -60 dBFS: chunk/second silence threshold
+_FLUX_FLOOR = 1e-9  # -90 dB band-power floor of the onset envelope
+_N_FLUX_BANDS = 24  # log-spaced candidates, merged to >= _FLUX_MIN_WIDTH_HZ
+_FLUX_MIN_WIDTH_HZ = 90.0
+_HARMONIC_SPAN = 4  # frames over which a bin must persist to count as sustained
+_ONSET_MARGIN_DB = 1.0  # onset threshold above the running median (mean dB rise per band)
+_PIECE = 1 << 16  # samples per channel handled at a time, to keep temporaries small
+_CHUNK_FRAMES = 64  # STFT frames per internal batch
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """25 finite floats describing a piece (see the module docstring for each definition).
+
+    The field order is the vector order of :meth:`as_vector` and ``FINGERPRINT_FIELDS``.
+    """
+
+    sub_bass_energy: float
+    bass_energy: float
+    low_mid_energy: float
+    mid_energy: float
+    upper_mid_energy: float
+    presence_energy: float
+    air_energy: float
+    loudness_lufs: float
+    crest_db: float
+    bass_mid_ratio: float
+    tempo_bpm: float
+    rhythm_stability: float
+    transient_density: float
+    silence_ratio: float
+    spectral_centroid_hz: float
+    spectral_rolloff_hz: float
+    spectral_flatness: float
+    harmonic_ratio: float
+    pitch_stability: float
+    chroma_energy: float
+    dynamic_range_variation: float
+    loudness_variation: float
+    peak_consistency: float
+    stereo_width: float
+    phase_correlation: float
+    version: int = FINGERPRINT_VERSION
+
+    def as_vector(self) -> npt.NDArray[np.float32]:
+        """The 25 values in ``FINGERPRINT_FIELDS`` order, shape (25,), float32."""
+        return np.array([getattr(self, name) for name in FINGERPRINT_FIELDS], dtype=np.float32)
+
+    def to_dict(self) -> dict[str, float]:
+        """``{field: value}`` for the 25 fields (without ``version``), plain floats."""
+        values = asdict(self)
+        return {name: float(values[name]) for name in FINGERPRINT_FIELDS}
+
+    @classmethod
+    def from_vector(cls, vec: npt.ArrayLike, *, version: int = FINGERPRINT_VERSION) -> Fingerprint:
+        """Inverse of :meth:`as_vector`: 25 values in ``FINGERPRINT_FIELDS`` order."""
+        arr = np.asarray(vec, dtype=np.float64).reshape(-1)
+        if arr.shape != (len(FINGERPRINT_FIELDS),):
+            raise ParameterError(
+                f"expected {len(FINGERPRINT_FIELDS)} fingerprint values, got {arr.size}"
+            )
+        if not np.isfinite(arr).all():
+            raise ParameterError("fingerprint values must be finite")
+        values = dict(zip(FINGERPRINT_FIELDS, (float(v) for v in arr), strict=True))
+        return cls(**values, version=version)
+
+
+FINGERPRINT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(Fingerprint) if f.name != "version"
+)
+"""The 25 field names in vector order (the order of :class:`Fingerprint`'s fields)."""
+
+_UNIT_FIELDS = [  # the 0..1 fields
+    FINGERPRINT_FIELDS.index(name)
+    for name in [
+        "rhythm_stability",
+        "silence_ratio",
+        "spectral_flatness",
+        "harmonic_ratio",
+        "pitch_stability",
+        "chroma_energy",
+        "peak_consistency",
+        "stereo_width",
+    ]
+]
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Per-rate analysis constants (read-only, cached)."""
+
+    n_fft: int
+    hop: int
+    freqs_hz: npt.NDArray[np.float64]
+    projection: npt.NDArray[np.float32]  # (nbins, 1 + flux bands + 12): frame power, bands, chroma
+    n_flux: int
+    scale: npt.NDArray[np.float64]  # raw |X|^2 -> mean-square power per bin
+    band_lo: int  # bins [band_lo, band_hi) feed flatness and the sustained share
+    band_hi: int
+
+
+@functools.lru_cache(maxsize=16)
+def _layout(sample_rate: int) -> _Layout:
+    n_fft = int(2 ** round(math.log2(2048 * sample_rate / 44100)))
+    hop = n_fft // 2
+    n_bins = n_fft // 2 + 1
+    freqs = np.arange(n_bins, dtype=np.float64) * (sample_rate / n_fft)
+    window = hann_window(n_fft).astype(np.float64)
+    # The STFT sees L + R (twice the downmix): a factor 1/4 in power.
+    scale = np.full(n_bins, 2.0 / (4.0 * n_fft * float(np.sum(window**2))))
+    scale[0] *= 0.5
+    scale[-1] *= 0.5
+    nyquist = sample_rate / 2.0
+    edges = _flux_band_edges(min(16000.0, 0.95 * nyquist))
+    flux_band = np.searchsorted(edges, freqs, side="right") - 1
+    in_flux = (flux_band >= 0) & (flux_band < edges.size - 1)
+    used_bands = np.unique(flux_band[in_flux])
+    n_flux = used_bands.size
+    chroma_ok = (freqs >= 80.0) & (freqs <= 5000.0)
+    pitch_class = np.zeros(n_bins, dtype=np.intp)
+    pitch_class[chroma_ok] = (
+        np.round(12.0 * np.log2(freqs[chroma_ok] / 440.0)).astype(np.intp) + 9
+    ) % 12
+    proj = np.zeros((n_bins, 1 + n_flux + 12), dtype=np.float64)
+    proj[:, 0] = scale
+    rows = np.flatnonzero(in_flux)
+    proj[rows, 1 + np.searchsorted(used_bands, flux_band[rows])] = scale[rows]
+    rows = np.flatnonzero(chroma_ok)
+    proj[rows, 1 + n_flux + pitch_class[rows]] = scale[rows]
+    projection = proj.astype(np.float32)
+    projection.flags.writeable = False
+    freqs.flags.writeable = False
+    scale.flags.writeable = False
+    band_lo = int(np.searchsorted(freqs, 20.0))
+    band_hi = max(band_lo + 1, int(np.searchsorted(freqs, min(16000.0, nyquist))))
+    return _Layout(n_fft, hop, freqs, projection, n_flux, scale, band_lo, band_hi)
+
+
+def _flux_band_edges(f_max_hz: float) -> npt.NDArray[np.float64]:
+    """Log-spaced onset bands from 40 Hz, merged so none is narrower than 90 Hz.
+
+    Narrow bands hold few bins whose random power fluctuations would read as onsets in noise.
+    """
+    candidates = np.geomspace(40.0, f_max_hz, _N_FLUX_BANDS + 1)
+    edges = [float(candidates[0])]
+    for edge in candidates[1:-1]:
+        if edge - edges[-1] >= _FLUX_MIN_WIDTH_HZ and candidates[-1] - edge >= _FLUX_MIN_WIDTH_HZ:
+            edges.append(float(edge))
+    edges.append(float(candidates[-1]))
+    return np.asarray(edges)
+
+
+class _Series:
+    """A growable float32 vector (amortised doubling)."""
+
+    __slots__ = ("_data", "_size")
+
+    def __init__(self) -> None:
+        self._data = np.zeros(1024, dtype=np.float32)
+        self._size = 0
+
+    def clear(self) -> None:
+        self._size = 0
+
+    def extend(self, values: npt.NDArray[np.float32]) -> None:
+        end = self._size + values.size
+        if end > self._data.size:
+            grown = np.zeros(max(end, 2 * self._data.size), dtype=np.float32)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size : end] = values
+        self._size = end
+
+    def view(self) -> npt.NDArray[np.float32]:
+        return self._data[: self._size]
+
+
+class FingerprintAccumulator:
+    """Streaming computation of :class:`Fingerprint` (all but the integrated loudness).
+
+    Parameters
+    ----------
+    sample_rate : int
+        Hz, 8000..192000.
+    channels : int
+        1 or 2; every pushed block must have this many.
+    """
+
+    def __init__(self, *, sample_rate: int, channels: int) -> None:
+        if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+            raise ParameterError(
+                f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+            )
+        if channels not in (1, 2):
+            raise ParameterError(f"expected 1 or 2 channels, got {channels}")
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self._lay = _layout(sample_rate)
+        hop, n_fft = self._lay.hop, self._lay.n_fft
+        self._window = hann_window(n_fft)
+        self._stft = BlockFramer(channels=1, frame_length=n_fft, hop=hop)
+        self._chunks = BlockFramer(channels=channels, frame_length=hop, hop=hop)
+        n_bins = n_fft // 2 + 1
+        n_band = self._lay.band_hi - self._lay.band_lo
+        self._power_sum = np.zeros(n_bins, dtype=np.float64)
+        # Scratch buffers, reused batch after batch (large temporaries would be page-faulted
+        # in afresh on every allocation). The first rows of _pad carry the last frames' band
+        # power from one batch to the next.
+        self._mono = np.empty((1, _PIECE), dtype=np.float32)
+        self._windowed = np.empty((_CHUNK_FRAMES, n_fft), dtype=np.float32)
+        self._power = np.empty((_CHUNK_FRAMES, n_bins), dtype=np.float32)
+        self._pad = np.zeros((_CHUNK_FRAMES + _HARMONIC_SPAN - 1, n_band), dtype=np.float32)
+        self._scratch = np.empty((_CHUNK_FRAMES, n_band), dtype=np.float32)
+        self._prev_flux_db = np.zeros(self._lay.n_flux, dtype=np.float32)
+        self._chroma_sum = np.zeros(12, dtype=np.float64)
+        self._onset = _Series()
+        self._chunk_peak = _Series()
+        self._chunk_ms = _Series()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything pushed so far."""
+        self._stft.reset()
+        self._chunks.reset()
+        self._onset.clear()
+        self._chunk_peak.clear()
+        self._chunk_ms.clear()
+        self._n_samples = self._n_frames = self._active_frames = 0
+        self._peak = self._sum_ll = self._sum_rr = self._sum_lr = 0.0
+        self._flatness_sum = self._sustained_sum = self._plain_sum = 0.0
+        self._pitch_pairs = self._pitch_same = 0
+        self._prev_pitch = -1  # dominant pitch class of the previous frame, -1 if not active
+        for array in (self._power_sum, self._pad, self._prev_flux_db, self._chroma_sum):
+            array.fill(0.0)
+
+    def push(self, block: AudioArray) -> None:
+        """Add a block, shape ``(channels, frames)`` float32, any number of frames.
+
+        NaN/Inf samples are not checked here (the decoder edge does that).
+        """
+        validate_audio(block, check_finite=False)
+        if block.shape[0] != self.channels:
+            raise ParameterError(f"expected {self.channels} channels, got {block.shape[0]}")
+        for offset in range(0, block.shape[1], _PIECE):
+            self._push_piece(block[:, offset : offset + _PIECE])
+
+    def _push_piece(self, part: AudioArray) -> None:
+        self._n_samples += part.shape[1]
+        self._peak = max(self._peak, float(part.max()), -float(part.min()))
+        left = part[0]
+        self._sum_ll += float(np.dot(left, left))
+        if self.channels == 2:
+            right = part[1]
+            self._sum_rr += float(np.dot(right, right))
+            self._sum_lr += float(np.dot(left, right))
+            mono = self._mono[:, : part.shape[1]]
+            np.add(left, right, out=mono[0])
+        else:
+            mono = self._mono[:, : part.shape[1]]
+            np.add(left, left, out=mono[0])  # the STFT works on L + R: 2x the mono signal
+        hop = self._lay.hop
+        for span in self._chunks.push(part):
+            chunks = span.reshape(self.channels, -1, hop)
+            peaks = np.maximum(chunks.max(axis=(0, 2)), -chunks.min(axis=(0, 2)))
+            self._chunk_peak.extend(peaks)
+            ms = np.einsum("cnh,cnh->n", chunks, chunks) / np.float32(self.channels * hop)
+            self._chunk_ms.extend(ms.astype(np.float32))
+        for span in self._stft.push(mono):
+            frames = self._stft.frames(span)[0]
+            for start in range(0, frames.shape[0], _CHUNK_FRAMES):
+                self._analyse(frames[start : start + _CHUNK_FRAMES])
+
+    def _analyse(self, frames: npt.NDArray[np.float32]) -> None:
+        """Spectral features of a batch of STFT frames, shape (n, n_fft)."""
+        lay = self._lay
+        n = frames.shape[0]
+        windowed = self._windowed[:n]
+        np.multiply(frames, self._window, out=windowed)
+        spec = scipy.fft.rfft(windowed, axis=-1)
+        flat = spec.view(np.float32)
+        np.square(flat, out=flat)
+        power = self._power[:n]
+        np.add(flat[:, 0::2], flat[:, 1::2], out=power)  # raw |X|^2, (n, nbins)
+        del spec, flat
+        proj = power @ lay.projection  # (n, 1 + n_flux + 12), mean-square units
+        frame_ms = proj[:, 0]
+        active = frame_ms > _ACTIVE_MS
+        weights = active.astype(np.float32)
+        self._n_frames += n
+        self._power_sum += weights @ power
+        # Onset envelope: mean positive dB rise per band against the previous frame.
+        flux_db = 10.0 * np.log10(np.maximum(proj[:, 1 : 1 + lay.n_flux], _FLUX_FLOOR))
+        if self._n_frames == n:
+            self._prev_flux_db = flux_db[0].copy()
+        rise = np.diff(flux_db, axis=0, prepend=self._prev_flux_db[np.newaxis])
+        self._onset.extend(np.maximum(rise, 0.0).mean(axis=1, dtype=np.float32))
+        self._prev_flux_db = flux_db[-1].copy()
+        # Sustained share: per bin, the minimum over the last _HARMONIC_SPAN frames.
+        carry = _HARMONIC_SPAN - 1
+        padded = self._pad[: n + carry]
+        padded[carry:] = power[:, lay.band_lo : lay.band_hi]
+        band = padded[carry:]
+        floor = self._scratch[:n]
+        np.minimum(padded[:n], padded[1 : n + 1], out=floor)
+        for k in range(2, _HARMONIC_SPAN):
+            np.minimum(floor, padded[k : k + n], out=floor)
+        self._sustained_sum += float(weights @ floor.sum(axis=1))
+        band_sum = band.sum(axis=1, dtype=np.float64)
+        self._plain_sum += float(weights @ band_sum)
+        # Flatness: geometric / arithmetic mean power, with a tiny per-frame floor.
+        mean_power = band_sum / band.shape[1]
+        eps = (1e-10 * mean_power + 1e-30).astype(np.float32)
+        logs = np.add(band, eps[:, np.newaxis], out=floor)
+        np.log(logs, out=logs)
+        flatness = np.exp(logs.mean(axis=1, dtype=np.float64)) / (mean_power + 1e-30)
+        self._flatness_sum += float(np.sum(flatness[active]))
+        self._active_frames += int(np.count_nonzero(active))
+        padded[:carry] = padded[n : n + carry].copy()
+        # Chroma: mean of per-frame normalised pitch-class vectors, and the dominant class.
+        chroma = proj[:, 1 + lay.n_flux :]
+        chroma_total = chroma.sum(axis=1)
+        tonal = active & (chroma_total > 0.0)
+        self._chroma_sum += (chroma[tonal] / chroma_total[tonal, np.newaxis]).sum(axis=0)
+        pitch = np.where(tonal, np.argmax(chroma, axis=1), -1)
+        previous = np.concatenate(([self._prev_pitch], pitch[:-1]))
+        valid = (pitch >= 0) & (previous >= 0)
+        self._pitch_pairs += int(np.count_nonzero(valid))
+        self._pitch_same += int(np.count_nonzero(valid & (pitch == previous)))
+        self._prev_pitch = int(pitch[-1])
+
+    def result(self, *, integrated_lufs: float) -> Fingerprint:
+        """The fingerprint of everything pushed since construction or :meth:`reset`.
+
+        Parameters
+        ----------
+        integrated_lufs : float
+            BS.1770 integrated loudness the caller measured; ``-inf``/NaN and values below
+            -70 LUFS are reported as -70.
+        """
+        lay = self._lay
+        loudness = float(integrated_lufs)
+        if not math.isfinite(loudness) or loudness < LOUDNESS_FLOOR_LUFS:
+            loudness = LOUDNESS_FLOOR_LUFS
+        bands, bass_mid, centroid, rolloff = self._spectral_shape()
+        tempo, rhythm = _estimate_tempo(self._onset.view(), self.sample_rate / lay.hop)
+        duration = self._n_samples / self.sample_rate
+        onsets = _count_onsets(self._onset.view(), self.sample_rate / lay.hop)
+        silence, crest_std, loudness_std, peak_consistency = _level_features(
+            self._chunk_peak.view(), self._chunk_ms.view(), round(self.sample_rate / lay.hop)
+        )
+        frames = max(self._active_frames, 1)
+        chroma = self._chroma_sum
+        chroma_energy = 0.0
+        if chroma.sum() > 0.0:
+            p = chroma / chroma.sum()
+            nz = p[p > 0.0]
+            chroma_energy = 1.0 - float(-np.sum(nz * np.log(nz))) / math.log(12.0)
+        total_ms = (self._sum_ll + self._sum_rr) / max(self.channels * self._n_samples, 1)
+        crest = 0.0
+        if total_ms > 0.0 and self._peak > 0.0:
+            crest = 20.0 * math.log10(self._peak) - 10.0 * math.log10(total_ms)
+        if self._chunk_ms.view().size == 0 and self._n_samples:
+            silence = 1.0 if total_ms < _SILENT_MS else 0.0
+        width, correlation = 0.0, 1.0
+        if self.channels == 2:
+            mid = self._sum_ll + self._sum_rr + 2.0 * self._sum_lr
+            side = self._sum_ll + self._sum_rr - 2.0 * self._sum_lr
+            if mid + side > 0.0:
+                width = max(0.0, side) / (max(0.0, mid) + max(0.0, side))
+            if self._sum_ll > 0.0 and self._sum_rr > 0.0:
+                correlation = self._sum_lr / math.sqrt(self._sum_ll * self._sum_rr)
+            elif self._sum_ll > 0.0 or self._sum_rr > 0.0:
+                correlation = 0.0
+        values = [
+            *bands,
+            loudness,
+            crest,
+            bass_mid,
+            tempo,
+            rhythm,
+            onsets / duration if duration > 0 else 0.0,
+            silence,
+            centroid,
+            rolloff,
+            self._flatness_sum / frames,
+            self._sustained_sum / self._plain_sum if self._plain_sum > 0 else 0.0,
+            self._pitch_same / self._pitch_pairs if self._pitch_pairs else 0.0,
+            chroma_energy,
+            crest_std,
+            loudness_std,
+            peak_consistency,
+            width,
+            correlation,
+        ]
+        clipped = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0)
+        clipped[_UNIT_FIELDS] = np.clip(clipped[_UNIT_FIELDS], 0.0, 1.0)
+        clipped[-1] = float(np.clip(clipped[-1], -1.0, 1.0))
+        return Fingerprint.from_vector(clipped)
+
+    def _spectral_shape(self) -> tuple[list[float], float, float, float]:
+        """Band shares, bass/mid ratio (dB), centroid and 85 % rolloff of the long-term spectrum."""
+        lay = self._lay
+        power = self._power_sum * lay.scale
+        power[0] = 0.0  # DC says nothing about timbre
+        total = float(power.sum())
+        if total <= 0.0:
+            return [0.0] * (len(BAND_EDGES_HZ) - 1), 0.0, 0.0, 0.0
+        csum = np.concatenate(([0.0], np.cumsum(power)))
+        band = np.diff(csum[np.searchsorted(lay.freqs_hz, BAND_EDGES_HZ, side="left")])
+        shares = band / band.sum() if band.sum() > 0 else np.zeros(band.size)
+        bass, mid = band[1], band[3]
+        bass_mid = 0.0
+        if bass > 0.0 or mid > 0.0:
+            ratio = 10.0 * math.log10(max(bass, 1e-30) / max(mid, 1e-30))
+            bass_mid = float(np.clip(ratio, -BASS_MID_LIMIT_DB, BASS_MID_LIMIT_DB))
+        centroid = float(np.dot(lay.freqs_hz, power) / total)
+        rolloff_bin = int(np.searchsorted(csum[1:], 0.85 * total, side="left"))
+        rolloff = float(lay.freqs_hz[min(rolloff_bin, lay.freqs_hz.size - 1)])
+        return [float(v) for v in shares], bass_mid, centroid, rolloff
+
+
+def _level_features(
+    peaks: npt.NDArray[np.float32], ms: npt.NDArray[np.float32], chunks_per_second: int
+) -> tuple[float, float, float, float]:
+    """Silence ratio, per-second crest std (dB), short-term level std (LU), peak consistency."""
+    n = ms.size
+    if n == 0:
+        return 0.0, 0.0, 0.0, 0.0
+    ms64 = ms.astype(np.float64)
+    silence = float(np.count_nonzero(ms64 < _SILENT_MS)) / n
+    per = max(1, chunks_per_second)
+    n_sec = n // per
+    if n - n_sec * per >= per // 2 or n_sec == 0:
+        n_sec += 1  # keep a trailing partial second of at least half a second
+    total = n_sec * per
+    filler = np.full(max(total - n, 0), np.nan)
+    sec_ms = np.nanmean(np.concatenate((ms64, filler))[:total].reshape(n_sec, per), axis=1)
+    sec_pk = np.concatenate((peaks.astype(np.float64), filler))[:total].reshape(n_sec, per)
+    sec_pk = np.nanmax(sec_pk, axis=1)
+    loud = (sec_ms >= _SILENT_MS) & (sec_pk > 0.0)
+    crest_std = 0.0
+    peak_consistency = 0.0
+    if np.count_nonzero(loud) >= 1:
+        crest = 20.0 * np.log10(sec_pk[loud]) - 10.0 * np.log10(sec_ms[loud])
+        crest_std = float(np.std(crest))
+        pk = sec_pk[loud]
+        peak_consistency = float(np.clip(1.0 - np.std(pk) / np.mean(pk), 0.0, 1.0))
+    # Short-term (3 s) levels, one per chunk.
+    width = min(n, max(1, 3 * per))
+    csum = np.concatenate(([0.0], np.cumsum(ms64)))
+    short = (csum[width:] - csum[:-width]) / width
+    gated = short[short >= _SILENT_MS]
+    loudness_std = 0.0
+    if gated.size:
+        relative = 10.0 * np.log10(np.mean(gated)) - 20.0
+        levels = 10.0 * np.log10(gated)
+        levels = levels[levels >= relative]
+        loudness_std = float(np.std(levels))
+    return silence, crest_std, loudness_std, peak_consistency
+
+
+def _count_onsets(onset: npt.NDArray[np.float32], fps: float) -> int:
+    """Local maxima (+-50 ms) of the onset envelope above its 0.5 s running median + margin."""
+    if onset.size < 3:
+        return 0
+    env = onset.astype(np.float64)
+    size = max(3, round(0.5 * fps) | 1)
+    baseline = scipy.ndimage.median_filter(env, size=size, mode="nearest")
+    reach = max(1, round(0.05 * fps))
+    peak = scipy.ndimage.maximum_filter1d(env, size=2 * reach + 1, mode="nearest")
+    picked = (env >= peak) & (env > baseline + _ONSET_MARGIN_DB)
+    # Plateaus: keep only the first frame of a run of equal maxima.
+    picked[1:] &= ~picked[:-1]
+    return int(np.count_nonzero(picked))
+
+
+def _estimate_tempo(onset: npt.NDArray[np.float32], fps: float) -> tuple[float, float]:
+    """Tempo (BPM) and rhythm stability (0..1) from the onset envelope; (0, 0) if none.
+
+    The envelope is smoothed (25 ms Gaussian) and high-passed (1.5 s moving mean). Its unbiased,
+    normalised autocorrelation ``r`` gives each tempo on a 0.5 BPM grid over 60..200 BPM the
+    salience ``r(T) + r(2T)/2 + r(3T)/3`` (``T`` the beat period), weighted by a log-Gaussian prior
+    around 120 BPM; the winner's period is refined on the autocorrelation peaks near 1..4 periods.
+    The peak height at one period is the rhythm stability; below chance level (3 standard errors
+    of an autocorrelation of that length, at least ``MIN_RHYTHM_STRENGTH``) there is no tempo.
+    """
+    n = onset.size
+    lag_max = 60.0 * fps / TEMPO_MIN_BPM
+    n_lags = min(n // 2, int(4 * lag_max) + 4)
+    if n_lags < lag_max + 2:
+        return 0.0, 0.0
+    env = scipy.ndimage.gaussian_filter1d(onset.astype(np.float64), sigma=max(1.0, 0.025 * fps))
+    env -= scipy.ndimage.uniform_filter1d(env, size=max(3, round(1.5 * fps)), mode="nearest")
+    if float(np.std(env)) < _MIN_ONSET_STD_DB:
+        return 0.0, 0.0
+    size = scipy.fft.next_fast_len(2 * n, real=True)
+    spec = scipy.fft.rfft(env, size)
+    acf = scipy.fft.irfft(spec.real**2 + spec.imag**2, size)[:n_lags]
+    acf = acf * (n / (n - np.arange(n_lags))) / acf[0]  # unbiased, normalised
+    lag_axis = np.arange(n_lags, dtype=np.float64)
+    bpm = np.arange(TEMPO_MIN_BPM, TEMPO_MAX_BPM + 0.25, 0.5)
+    period = 60.0 * fps / bpm
+    salience = sum(np.interp(k * period, lag_axis, acf, right=0.0) / k for k in (1, 2, 3))
+    prior = np.exp(-0.5 * (np.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
+    best = float(period[int(np.argmax(salience * prior))])
+    position, height = _peak_near(acf, best)
+    chance = max(MIN_RHYTHM_STRENGTH, 3.0 * math.sqrt(3.0 / n))
+    if height < chance:
+        return 0.0, 0.0
+    # Refine on the peaks near 2, 3 and 4 periods (finer lag resolution).
+    positions, multiples = [position], [1.0]
+    for k in range(2, 5):
+        if k * position + 3 >= n_lags:
+            break
+        pos, value = _peak_near(acf, k * position)
+        if value < 0.5 * height:
+            break
+        positions.append(pos)
+        multiples.append(float(k))
+    refined = sum(positions) / sum(multiples)
+    tempo = float(np.clip(60.0 * fps / refined, TEMPO_MIN_BPM, TEMPO_MAX_BPM))
+    return tempo, float(np.clip(height, 0.0, 1.0))
+
+
+def _peak_near(values: npt.NDArray[np.float64], lag: float) -> tuple[float, float]:
+    """Sub-sample position and height (parabola through 3 points) of the largest value within
+    2 lags of ``lag``."""
+    centre = round(lag)
+    lo, hi = max(1, centre - 2), min(values.size - 2, centre + 2)
+    if lo > hi:
+        return lag, 0.0
+    index = lo + int(np.argmax(values[lo : hi + 1]))
+    a, b, c = values[index - 1], values[index], values[index + 1]
+    denom = a - 2.0 * b + c
+    if denom >= 0.0:
+        return float(index), float(b)
+    shift = 0.5 * (a - c) / denom
+    return index + shift, float(b - 0.25 * (a - c) * shift)
+
+
+def fingerprint_of(audio: AudioArray, *, sample_rate: int, integrated_lufs: float) -> Fingerprint:
+    """Fingerprint of a whole ``(channels, frames)`` float32 array (see the accumulator)."""
+    validate_audio(audio, sample_rate=sample_rate, check_finite=False)
+    acc = FingerprintAccumulator(sample_rate=sample_rate, channels=audio.shape[0])
+    acc.push(audio)
+    return acc.result(integrated_lufs=integrated_lufs)

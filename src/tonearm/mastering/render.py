@@ -1,0 +1,236 @@
+"""File to file: analyse, plan, render in blocks, verify, and only then put the output in place.
+
+Every pass streams: memory does not grow with the track's length. The rendered file is written
+to a staging file beside the output and measured from disk (after any format conversion); it is
+renamed into place only if its loudness is within tolerance of the target and its true peak is at
+or below the ceiling. Otherwise the gain (by the plan's gain slope) or the limiter's headroom
+(by the measured overshoot) is corrected and the pass repeated, at most ``max_passes`` times.
+On any failure nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tonearm.audio_io import (
+    AtomicAudioWriter,
+    AudioInfo,
+    AudioReader,
+    OutputFormat,
+    output_format_for,
+    probe,
+)
+from tonearm.audio_io.encode import BitDepth
+from tonearm.errors import EncodeError, ParameterError, TonearmError
+from tonearm.events import MessageCode, ProgressCallback, ProgressEvent
+from tonearm.mastering.analysis import MeasuredLevels, analyze_file, measure_file
+from tonearm.mastering.chain import MasteringChain, render_blocks
+from tonearm.mastering.plan import MasteringPlan
+from tonearm.mastering.planner import make_plan
+from tonearm.mastering.report import MasteringReport
+from tonearm.mastering.targets import DEFAULT_TARGET, LoudnessTarget
+
+__all__ = ["MasterSettings", "default_output_path", "master_file"]
+
+LOSSY_EXTRA_MARGIN_DB = 0.5
+LOSSLESS_SUFFIXES = {".wav", ".wave", ".flac", ".aif", ".aiff"}
+
+
+@dataclass(frozen=True, slots=True)
+class MasterSettings:
+    """What the user asked for."""
+
+    target: LoudnessTarget = DEFAULT_TARGET
+    strength: float = 1.0
+    bit_depth: BitDepth | None = None
+    block_frames: int = 65536
+    max_passes: int = 3
+    tolerance_lu: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ParameterError(f"strength must be between 0 and 1, got {self.strength}")
+        if self.max_passes < 1 or self.block_frames < 1024:
+            raise ParameterError("max_passes must be >= 1 and block_frames >= 1024")
+
+
+def default_output_path(input_path: Path) -> Path:
+    """``IN_stem.mastered.<same ext>``, or ``.wav`` when the input is lossy."""
+    suffix = input_path.suffix.lower()
+    return input_path.with_name(
+        f"{input_path.stem}.mastered{input_path.suffix if suffix in LOSSLESS_SUFFIXES else '.wav'}"
+    )
+
+
+def _default_bit_depth(info: AudioInfo) -> BitDepth | None:
+    if info.bit_depth == 16 and not info.lossy:
+        return "16"
+    return "24" if info.bit_depth == 24 else None
+
+
+def _check_output(output_path: Path, input_path: Path) -> None:
+    if output_path.is_dir():
+        raise EncodeError(f"output path '{output_path}' is a directory")
+    if not output_path.parent.is_dir():
+        raise EncodeError(f"output folder '{output_path.parent}/' does not exist")
+    if output_path.resolve() == input_path.resolve() or (
+        output_path.exists() and os.path.samefile(output_path, input_path)
+    ):
+        raise EncodeError("output path is the input file; choose another output")
+
+
+def _render_pass(
+    input_path: Path,
+    staging: Path,
+    *,
+    chain: MasteringChain,
+    info: AudioInfo,
+    fmt: OutputFormat,
+    settings: MasterSettings,
+    dither_seed: int,
+    attempt: int,
+    on_progress: ProgressCallback | None,
+) -> None:
+    done = 0
+    with (
+        AudioReader(input_path) as reader,
+        AtomicAudioWriter(
+            staging,
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+            fmt=fmt,
+            dither_seed=dither_seed,
+            forbid_same_as=input_path,
+        ) as writer,
+    ):
+        blocks = reader.blocks(block_frames=settings.block_frames)
+        for block in render_blocks(chain, blocks, channels=info.channels):
+            writer.write(block)
+            done += block.shape[1]
+            if on_progress is not None:
+                on_progress(ProgressEvent("render", done, info.frames, attempt))
+
+
+def master_file(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str] | None = None,
+    *,
+    settings: MasterSettings | None = None,
+    plan: MasteringPlan | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> MasteringReport:
+    """Master one file to ``settings.target`` and return the verified report.
+
+    Raises ``DecodeError``/``EncodeError``/``ParameterError`` (user errors) before any output
+    exists; the output appears only when complete and verified.
+    """
+    settings = settings or MasterSettings()
+    started = time.perf_counter()
+    source = Path(input_path)
+    info = probe(source)
+    target_path = Path(output_path) if output_path is not None else default_output_path(source)
+    fmt = output_format_for(
+        target_path,
+        sample_rate=info.sample_rate,
+        bit_depth=settings.bit_depth or _default_bit_depth(info),
+    )
+    _check_output(target_path, source)
+    timings: dict[str, float] = {}
+
+    mark = time.perf_counter()
+    analysis = analyze_file(source, block_frames=settings.block_frames, on_progress=on_progress)
+    timings["analyse"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    if plan is None:
+        plan = make_plan(analysis, settings.target, strength=settings.strength)
+    elif (plan.sample_rate, plan.channels) != (info.sample_rate, info.channels):
+        raise ParameterError("the plan was made for a different sample rate or channel count")
+    timings["plan"] = time.perf_counter() - mark
+
+    target = plan.target
+    silent = not np.isfinite(analysis.loudness.integrated_lufs)
+    gain_db = plan.gain_db
+    margin_db = plan.limiter.safety_margin_db + (LOSSY_EXTRA_MARGIN_DB if fmt.lossy else 0.0)
+    dither_seed = int(plan.cache_key()[:8], 16)
+    notes = list(plan.notes)
+    timings["render"] = timings["verify"] = 0.0
+    token = secrets.token_hex(4)
+    staging = target_path.with_name(f".{target_path.name}.{token}.tonearm-stage{target_path.suffix}")
+    measured: MeasuredLevels | None = None
+    chain: MasteringChain | None = None
+    attempt = 0
+    try:
+        for attempt in range(1, settings.max_passes + 1):
+            chain = MasteringChain(plan, gain_db=gain_db, safety_margin_db=margin_db)
+            mark = time.perf_counter()
+            _render_pass(
+                source,
+                staging,
+                chain=chain,
+                info=info,
+                fmt=fmt,
+                settings=settings,
+                dither_seed=dither_seed,
+                attempt=attempt,
+                on_progress=on_progress,
+            )
+            timings["render"] += time.perf_counter() - mark
+            mark = time.perf_counter()
+            measured = measure_file(staging, on_progress=on_progress, attempt=attempt)
+            timings["verify"] += time.perf_counter() - mark
+            error_lu = target.lufs - measured.integrated_lufs
+            overshoot_db = measured.true_peak_dbtp - target.ceiling_dbtp
+            loud_ok = silent or abs(error_lu) <= settings.tolerance_lu or not plan.target_reachable
+            if overshoot_db <= 0 and loud_ok:
+                break
+            if attempt == settings.max_passes:
+                if overshoot_db <= 0 and abs(error_lu) <= 0.5:
+                    notes.append(
+                        f"{MessageCode.LOUDNESS_TOLERANCE:d}: output is {-error_lu:+.2f} LU from the target"
+                    )
+                    break
+                raise TonearmError(
+                    f"could not meet the target after {attempt} passes "
+                    f"({measured.integrated_lufs:.2f} LUFS, {measured.true_peak_dbtp:.2f} dBTP)"
+                )
+            if overshoot_db > 0:
+                margin_db += overshoot_db + 0.05
+            if not loud_ok:
+                gain_db += error_lu / plan.gain_slope
+            staging.unlink(missing_ok=True)
+        os.replace(staging, target_path)
+    finally:
+        staging.unlink(missing_ok=True)
+    if measured is None or chain is None:
+        raise TonearmError("internal error: no render pass ran")
+    timings["total"] = time.perf_counter() - started
+    if fmt.sample_rate != info.sample_rate:
+        notes.append(
+            f"{MessageCode.RESAMPLED_OUTPUT:d}: {fmt.container} {fmt.subtype} needs "
+            f"{fmt.sample_rate} Hz; resampled from {info.sample_rate} Hz"
+        )
+    return MasteringReport(
+        input_path=str(source),
+        output_path=str(target_path),
+        sample_rate=info.sample_rate,
+        output_sample_rate=fmt.sample_rate,
+        channels=info.channels,
+        frames=info.frames,
+        output_format=f"{fmt.container} {fmt.subtype}",
+        input=analysis.measured,
+        output=measured,
+        plan=plan,
+        limiter=chain.limiter_stats,
+        compressor=chain.compressor_stats,
+        render_passes=attempt,
+        timings_s=timings,
+        notes=tuple(notes),
+    )
+

@@ -1,0 +1,115 @@
+"""The mastering report: what went in, what came out, what was decided and how long it took.
+
+Its JSON (``to_dict``) is the contract of ``--report`` and of a finished job: ``input`` and
+``output`` each carry ``integrated_lufs`` and ``true_peak_dbtp`` (and more), ``target`` carries
+``lufs`` and ``ceiling_dbtp``, ``plan`` every decision, and ``timings_s`` each stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tonearm.dsp.dynamics import GainReductionStats
+from tonearm.mastering.analysis import MeasuredLevels, finite_or_none
+from tonearm.mastering.plan import MasteringPlan
+
+__all__ = ["MasteringReport"]
+
+
+def _db(value: float, unit: str) -> str:
+    return f"{value:6.2f} {unit}" if value == value and abs(value) != float("inf") else f"  -inf {unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class MasteringReport:
+    """Everything a user needs to trust a master."""
+
+    input_path: str
+    output_path: str
+    sample_rate: int
+    output_sample_rate: int
+    channels: int
+    frames: int
+    output_format: str
+    input: MeasuredLevels
+    output: MeasuredLevels
+    plan: MasteringPlan
+    limiter: GainReductionStats
+    compressor: GainReductionStats | None
+    render_passes: int
+    timings_s: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the track in seconds."""
+        return self.frames / self.sample_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe mapping (infinities become None)."""
+        target = self.plan.target
+        return {
+            "input": {"path": self.input_path, **self.input.to_dict()},
+            "output": {
+                "path": self.output_path,
+                "format": self.output_format,
+                "sample_rate": self.output_sample_rate,
+                **self.output.to_dict(),
+            },
+            "target": {
+                "name": target.name,
+                "lufs": target.lufs,
+                "ceiling_dbtp": target.ceiling_dbtp,
+            },
+            "sample_rate": self.sample_rate,
+            "channels": self.channels,
+            "frames": self.frames,
+            "duration_s": self.duration_s,
+            "plan": self.plan.to_dict(),
+            "limiter": {
+                "max_gain_reduction_db": self.limiter.max_db,
+                "mean_gain_reduction_db": self.limiter.mean_db,
+                "active_mean_gain_reduction_db": self.limiter.active_mean_db,
+                "active_ratio": self.limiter.active_ratio,
+            },
+            "compressor": None if self.compressor is None else asdict(self.compressor),
+            "render_passes": self.render_passes,
+            "timings_s": {key: round(value, 4) for key, value in self.timings_s.items()},
+            "realtime_factor": (
+                self.duration_s / self.timings_s["total"] if self.timings_s.get("total") else None
+            ),
+            "notes": list(self.notes),
+            "loudness_error_lu": finite_or_none(self.output.integrated_lufs - target.lufs),
+        }
+
+    def summary_lines(self) -> list[str]:
+        """A short human summary, one fact per line."""
+        target = self.plan.target
+        plan = self.plan
+        lines = [
+            f"target     {target.name}: {target.lufs:g} LUFS, ceiling {target.ceiling_dbtp:g} dBTP",
+            f"loudness   {_db(self.input.integrated_lufs, 'LUFS')} -> {_db(self.output.integrated_lufs, 'LUFS')}",
+            f"true peak  {_db(self.input.true_peak_dbtp, 'dBTP')} -> {_db(self.output.true_peak_dbtp, 'dBTP')}",
+            f"LRA        {_db(self.input.loudness_range_lu, 'LU  ')} -> {_db(self.output.loudness_range_lu, 'LU')}",
+            f"gain       {plan.gain_db:+.2f} dB; limiter max {self.limiter.max_db:.2f} dB, "
+            f"average {self.limiter.mean_db:.2f} dB",
+        ]
+        if plan.eq is not None:
+            lines.append(
+                f"EQ         up to {plan.eq.max_abs_db:.1f} dB (M/S, linear phase), "
+                f"tilt {plan.eq.tilt_db_per_octave:+.1f} dB/oct"
+            )
+        if plan.dynamics is not None and self.compressor is not None:
+            lines.append(
+                f"dynamics   {plan.dynamics.ratio:.1f}:1 above {plan.dynamics.threshold_dbfs:.1f} dBFS, "
+                f"max {self.compressor.max_db:.1f} dB"
+            )
+        if plan.width.side_gain_db:
+            lines.append(f"width      side {plan.width.side_gain_db:+.1f} dB")
+        total = self.timings_s.get("total", 0.0)
+        speed = f" ({self.duration_s / total:.0f}x real time)" if total else ""
+        lines.append(f"time       {total:.2f} s{speed}, {self.render_passes} render pass(es)")
+        lines.append(f"output     {self.output_path} ({self.output_format})")
+        lines.extend(f"note       {note}" for note in self.notes)
+        return lines
