@@ -148,11 +148,15 @@ def make_pyav_file(tmp_path: Path) -> PyavMaker:
 
 
 def lag_of(reference: np.ndarray[Any, Any], decoded: np.ndarray[Any, Any], max_lag: int) -> int:
-    """The shift (in frames) that best aligns ``decoded`` with ``reference`` (0 = aligned)."""
-    n = min(reference.shape[-1], decoded.shape[-1]) - 2 * max_lag
-    ref = reference[..., max_lag : max_lag + n].astype(np.float64)
-    scores = [
-        float(np.sum(ref * decoded[..., max_lag + lag : max_lag + lag + n]))
-        for lag in range(-max_lag, max_lag + 1)
-    ]
-    return int(np.argmax(scores)) - max_lag
+    """The shift (in frames) that best aligns ``decoded`` with ``reference`` (0 = aligned).
+
+    Positive means ``decoded`` starts late (extra frames in front). Cross-correlation by FFT,
+    summed over channels.
+    """
+    n = min(reference.shape[-1], decoded.shape[-1])
+    size = 1 << (2 * n - 1).bit_length()
+    ref = np.fft.rfft(np.atleast_2d(reference)[:, :n].astype(np.float64), size)
+    dec = np.fft.rfft(np.atleast_2d(decoded)[:, :n].astype(np.float64), size)
+    xcorr = np.fft.irfft(np.conj(ref) * dec, size).sum(axis=0)
+    window = np.concatenate([xcorr[size - max_lag :], xcorr[: max_lag + 1]])
+    return int(np.argmax(window)) - max_lag

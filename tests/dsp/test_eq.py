@@ -88,3 +88,14 @@ def test_identity_rows_pass_through_exactly() -> None:
 def test_convolver_rejects_even_filters() -> None:
     with pytest.raises(ParameterError):
         FirConvolver(np.zeros((1, 64), dtype=np.float32))
+
+
+def test_digital_silence_stays_exactly_silent() -> None:
+    fir = design_linear_phase_fir([100.0, 5000.0], [3.0, -3.0], sample_rate=44100, taps=1025)
+    convolver = FirConvolver(np.stack([fir]))
+    audio = np.zeros((1, 40_000), dtype=np.float32)
+    audio[0, 20_000:] = np.random.default_rng(2).standard_normal(20_000).astype(np.float32)
+    out = convolver.process(audio)
+    lead_in = 20_000 + convolver.latency_frames - (1025 - 1)  # last output untouched by music
+    assert not out[0, :lead_in].any()
+    assert out[0, lead_in + 1024 :].any()

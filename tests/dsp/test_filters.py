@@ -81,4 +81,4 @@ def test_rejects_rates_out_of_range(sample_rate: int) -> None:
 
 def test_rejects_non_integer_rate() -> None:
     with pytest.raises(ParameterError, match="sample rate"):
-        k_weighting_sos(44100.0)  # type: ignore[arg-type]
+        k_weighting_sos(44100.0)

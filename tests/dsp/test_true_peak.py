@@ -1,4 +1,4 @@
-"""4x true peak (BS.1770-4 Annex 2): filter design, EBU Tech 3341-style cases, streaming, skipping."""
+"""4x true peak (BS.1770-4 Annex 2): filter, EBU Tech 3341-style cases, streaming, skipping."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pytest
 
 import tonearm.dsp.true_peak as true_peak_module
-from tests.dsp.signals import load_fixture, music_like, silence, sine, white_noise, BACH
+from tests.dsp.signals import BACH, load_fixture, music_like, silence, sine, white_noise
 from tonearm.dsp.true_peak import (
     LATENCY_FRAMES,
     OVERSAMPLING,
@@ -285,7 +285,7 @@ def test_rejects_bad_input() -> None:
     with pytest.raises(ParameterError, match="channel"):
         TruePeakMeter(channels=2).push(np.zeros((1, 10), dtype=np.float32))
     with pytest.raises(ParameterError, match="float32"):
-        true_peak(np.zeros((2, 10), dtype=np.float64))  # type: ignore[arg-type]
+        true_peak(np.zeros((2, 10), dtype=np.float64))
 
 
 def test_two_threads_give_the_sequential_results() -> None:

@@ -105,16 +105,18 @@ def test_digital_silence_in_gives_digital_silence_out(tmp_path: Path, bit_depth:
 
 
 def test_quiet_track_hits_target_and_reports_limiting(tmp_path: Path) -> None:
-    audio, rate = synth.excerpt(synth.BACH, 10.0)
-    quiet = audio * np.float32(10 ** (-24 / 20))  # about -42 LUFS with the mix's peaks
-    source = synth.write(tmp_path / "quiet.wav", quiet, rate)
+    quiet = synth.transients(44100, 8.0) * np.float32(10 ** (-20 / 20))  # percussive, quiet
+    source = synth.write(tmp_path / "quiet.wav", quiet, 44100)
     output = tmp_path / "quiet.out.wav"
-    report = master_file(source, output, settings=MasterSettings(target=resolve_target("cd")))
+    settings = MasterSettings(target=resolve_target("cd"), strength=0.0)
+    report = master_file(source, output, settings=settings)
     _check_master(source, output, lufs=-9.0, ceiling=-0.3)
-    assert report.limiter.max_db > 3.0
+    assert report.limiter.max_db > 6.0  # far more than a limiter gives without crushing
     assert 0.0 < report.limiter.mean_db < report.limiter.max_db
+    assert any(note.startswith("102:") for note in report.notes)  # heavy limiting is stated
     data = report.to_dict()
     assert data["limiter"]["max_gain_reduction_db"] == pytest.approx(report.limiter.max_db)
+    assert data["limiter"]["mean_gain_reduction_db"] == pytest.approx(report.limiter.mean_db)
 
 
 @pytest.mark.parametrize("suffix", [".mp3", ".ogg"])

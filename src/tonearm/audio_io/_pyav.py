@@ -6,32 +6,35 @@ are copied once into fixed-size blocks, so memory stays flat however long the fi
 
 Length and gapless playback
 ---------------------------
-AAC encoders prepend *priming* samples (1024 for ffmpeg's encoder, 2112 for Apple's) and pad the
-last packet. What the file says about them decides how exact the decoded length can be:
+AAC encoders prepend *priming* samples (1024 for ffmpeg's encoder; Apple's is documented as 2112)
+and pad the last packet. What the file says about them decides how exact the decoded length can be:
 
-* MP4/M4A with an edit list (what ffmpeg, Apple and fdkaac write). ffmpeg's mov demuxer turns the
+* MP4/M4A with an edit list (what ffmpeg writes by default). ffmpeg's mov demuxer turns the
   edit's media start into a negative first packet pts (-1024 for ffmpeg's encoder) plus a
   ``skip_samples`` request, and the decoder drops the priming itself: the first decoded frame has
   pts 0. The padding is *not* dropped, so the length has to come from the file:
 
   - the packets' own timestamps: ``max(pts + duration)`` over all packets. ffmpeg's encoder gives
     the last packet the exact number of real samples it carries, so this end is sample-exact;
-    Apple's encoder gives every packet 1024, so there it includes the padding.
+    encoders that give every packet a full 1024 make it include the padding.
   - the edit list's segment duration (``stream.duration``). It is stored in the *movie* timescale
     of the ``mvhd`` box, which ffmpeg's muxer sets to 1000 by default: the length is then only
-    known to the nearest millisecond (±sr/2000 frames, ±22 at 44.1 kHz). Apple writes the sample
-    rate there, which makes it exact.
+    known to the nearest millisecond (±sr/2000 frames, ±22 at 44.1 kHz). With the sample rate
+    as movie timescale (ffmpeg's ``movie_timescale`` option; reportedly Apple's habit) it is exact.
 
   :func:`mov_length` takes the packet end when the edit duration is longer (the edit cannot add
   samples) or shorter only by what the movie timescale's rounding explains, and the edit duration
-  otherwise (it trims encoder padding). Both of ffmpeg's muxer settings and Apple's convention
-  therefore come out sample-exact.
+  otherwise (it trims encoder padding). ffmpeg-written files come out sample-exact with either
+  movie timescale (tested: 44100*3+123 frames in, the same out, aligned to the sample); files
+  with full-length last packets and an exact edit list do by construction (untested here: no
+  file from another encoder was available).
 * MP4 without an edit list: nothing in the file says how many priming samples there are, so they
   stay in the output (1024 extra frames at the start for ffmpeg's encoder); the length is the
   packets' end. No decoder can do better without guessing.
 * Other containers (ADTS ``.aac``, Matroska/WebM, ASF/WMA): the container length is not sample
   exact (Matroska counts milliseconds), so :func:`probe_pyav` decodes the stream once and counts.
   ffmpeg applies Opus pre-skip and Matroska ``DiscardPadding`` itself, so Opus in WebM is exact.
+  Raw ADTS AAC records neither priming nor padding: both stay in (132423 frames encode to 134144).
 """
 
 from __future__ import annotations

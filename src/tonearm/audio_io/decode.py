@@ -3,9 +3,11 @@
 :class:`AudioReader` probes the file first (so a truncated WAV/AIFF/FLAC/MP3/MP4, a 6-channel file
 or a non-audio file fails before anything is produced), then decodes with libsndfile or PyAV:
 
-* libsndfile files are read block by block into one reused interleaved buffer and transposed into
-  a fresh ``(channels, n)`` block (mono needs no transpose: it is read straight into its block),
-  which is all the overhead there is over ``soundfile.SoundFile.blocks``.
+* libsndfile files are read block by block with ``sf_readf_float`` into one reused interleaved
+  buffer and transposed into a fresh ``(channels, n)`` block (mono needs no transpose: it is read
+  straight into its block). That is all the overhead there is over ``SoundFile.blocks``, minus
+  the seek soundfile performs after every read, which for MP3 made the decoded samples depend
+  on the block size (see :func:`~tonearm.audio_io.probe.read_frames_into`).
 * PyAV files are decoded packet by packet and copied once into fixed-size blocks (see
   :mod:`tonearm.audio_io._pyav` for how encoder priming and padding are trimmed).
 
@@ -189,8 +191,8 @@ class AudioReader:
         handle = self._handle
         assert handle is not None
         if not self._fresh:
-            # Reopen rather than seek(0): libmpg123 does not decode an MP3's first frames
-            # bit-identically after a seek back to the start.
+            # Reopen rather than seek(0): after a libmpg123 seek an MP3 can decode slightly
+            # differently than straight through (see read_frames_into).
             handle.close()
             handle = self._handle = reopen_soundfile(self._info.path, self._name)
         self._fresh = False

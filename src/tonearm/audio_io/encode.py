@@ -28,10 +28,13 @@ higher MPEG rate below 48 kHz). :attr:`OutputFormat.sample_rate` says which rate
 
 Quantisation
 ------------
-Float samples are clipped to [-1, 1] before PCM conversion (libsndfile would clip too, but the
-contract should not depend on it); values never wrap. 16-bit outputs get TPDF dither first
-(:func:`tpdf_dither_quantize`); 24-bit outputs are rounded without dither (their noise floor,
--144 dBFS, is below any converter's) and float outputs are stored as they are.
+PCM samples are quantised here, not by libsndfile, and handed over as float32 values exactly on
+the target grid, which libsndfile converts without further error. They are clipped to
+[-1, 1 - 1 LSB] (never wrapped). 16-bit outputs get TPDF dither (:func:`tpdf_dither_quantize`);
+24-bit outputs are rounded to the nearest step without dither (their -144 dBFS noise floor is
+below any converter's). This matters because libsndfile's own float-to-PCM_24 path for WAV and
+AIFF truncates (floor), measured as errors up to 0.99 LSB with a -0.5 LSB bias. Float outputs are
+stored as they are.
 """
 
 from __future__ import annotations
@@ -186,7 +189,9 @@ def tpdf_dither_quantize(block: AudioArray, *, bits: int, rng: np.random.Generat
     uniform on [-0.5, 0.5) LSB: triangular noise of ±1 LSB peak and 1/6 LSB² variance, which makes
     the quantisation error's mean and variance independent of the signal (no truncation
     distortion, a constant 1/4 LSB² noise floor, signals far below 1 LSB survive on average).
-    The total error is below 1.5 LSB in magnitude (except where clipping cuts it).
+    The total error is below 1.5 LSB in magnitude (except where clipping cuts it). Frames that
+    are exactly zero on every channel get no dither ("auto-black"): digital silence stays
+    digital silence.
 
     Every result is an integer multiple of ``2**-(bits-1)`` in [-1, 1 - 2**-(bits-1)], exactly
     representable in float32 for ``bits <= 24``, so soundfile's float-to-integer conversion (which
@@ -231,7 +236,24 @@ def _tpdf_interleaved(
     np.rint(work, out=work)
     np.clip(work, -scale, scale - 1.0, out=work)
     work *= 1.0 / scale
+    # auto-black: frames of digital silence on every channel stay digital silence
+    work[~block.any(axis=0)] = 0.0
     return work.astype(np.float32, copy=False)
+
+
+def _round_interleaved(block: AudioArray, *, bits: int, out: npt.NDArray[np.float32]) -> None:
+    """Round ``(channels, n)`` to the nearest ``bits``-bit step, clipped, into ``(n, channels)``.
+
+    All in float32 and exact: scaling by a power of two is exact, and ``rint`` of values below
+    2**24 is too. libsndfile's own float-to-24-bit conversion for WAV/AIFF truncates (it scales
+    to 32 bits and shifts right by 8), which would add up to 1 LSB of error and a -0.5 LSB offset;
+    grid values pass through it exactly.
+    """
+    scale = np.float32(2 ** (bits - 1))
+    np.multiply(block.T, scale, out=out)
+    np.rint(out, out=out)
+    np.clip(out, -scale, scale - 1, out=out)
+    out *= np.float32(1.0) / scale
 
 
 class AtomicAudioWriter:
@@ -311,6 +333,12 @@ class AtomicAudioWriter:
         except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
             self._discard()
             raise EncodeError(f"cannot write '{self._name}': {_reason(exc)}") from None
+
+    def __del__(self) -> None:
+        # A writer dropped without commit() or abort() must not leave its temporary file behind.
+        if getattr(self, "_fd", -1) >= 0 or getattr(self, "_open", False):
+            with contextlib.suppress(Exception):
+                self.abort()
 
     @property
     def frames_written(self) -> int:
@@ -423,7 +451,7 @@ class AtomicAudioWriter:
             data = _tpdf_interleaved(chunk, bits=fmt.bit_depth or 16, rng=self._rng)
         elif not fmt.lossy and fmt.subtype != "FLOAT":
             data = self._scratch_buffer(n)
-            np.clip(chunk.T, -1.0, 1.0, out=data)
+            _round_interleaved(chunk, bits=fmt.bit_depth or 24, out=data)
         else:
             data = np.ascontiguousarray(chunk.T)
         self._file.write(data)

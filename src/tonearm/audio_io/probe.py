@@ -140,9 +140,10 @@ def open_audio(path: str | os.PathLike[str]) -> tuple[AudioInfo, sf.SoundFile | 
     """Probe ``path`` and return its info plus, for libsndfile files, the open handle at frame 0.
 
     The caller owns the handle and must close it. PyAV files return ``None`` (the reader opens
-    its own container). The handle is a fresh one: the checks read from the probing handle, and
-    libmpg123 does not decode the start of an MP3 bit-identically after seeking back to frame 0
-    (its synthesis state survives the seek), so decoding always starts from a newly opened file.
+    its own container). The handle is a fresh one, not the probing handle rewound: the checks
+    seek, and libmpg123's seeks re-decode from an earlier frame with a short pre-roll, so an MP3
+    decoded after a seek can differ slightly from a straight decode (see
+    :func:`read_frames_into`). Decoding always starts from a newly opened file instead.
     """
     file, size = check_input_file(path)
     name = display_name(path)

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import scipy.fft
 import scipy.signal
 
+from tonearm.dsp.envelope import running_max
 from tonearm.errors import ParameterError
 from tonearm.types import AudioArray
 
@@ -129,10 +130,26 @@ class FirConvolver:
             if self._passthrough[channel]:
                 out[channel] = joined[channel, self.latency_frames : self.latency_frames + frames]
                 continue
+            if not joined[channel].any():
+                out[channel] = 0.0
+                continue
             product = scipy.fft.rfft(joined[channel], n=size) * spectrum[channel]
             full = scipy.fft.irfft(product, n=size)
             out[channel] = full[self._taps - 1 : self._taps - 1 + frames]
+            self._keep_digital_silence(out[channel], joined[channel])
         return out
+
+    def _keep_digital_silence(self, out: npt.NDArray[np.float32], joined: AudioArray) -> None:
+        """Zero the outputs whose whole input window is exactly zero.
+
+        FFT convolution spreads rounding noise (~1e-7 of the block's peak) over the whole FFT
+        frame, including stretches of digital silence; a silent lead-in must stay silent.
+        """
+        loud = np.abs(joined) > 0
+        if loud.all():
+            return
+        window_loudness = running_max(loud.astype(np.float64), window=self._taps)
+        out[window_loudness[: out.shape[0]] == 0] = 0.0
 
     def _spectrum(self, size: int) -> npt.NDArray[np.complex64]:
         cached = self._spectra.get(size)

@@ -195,7 +195,7 @@ def _loudness_range_of_windows(short_term_energies: NDArray[np.float64]) -> floa
         return 0.0
     levels = _energy_to_lufs(passed)
     # Percentiles by linear interpolation between closest ranks (numpy's default "linear":
-    # rank (n - 1) * p / 100, 0-based), the same method as the Tech 3342 reference's successors.
+    # fractional 0-based rank (n - 1) * p / 100 of the sorted values).
     low, high = np.percentile(levels, [LRA_LOW_PERCENTILE, LRA_HIGH_PERCENTILE])
     return float(high - low)
 

@@ -6,21 +6,25 @@ frames, 50 % overlap) over the mid and side signals (``M = (L + R) / 2``, ``S = 
 has no side) and keeps, per 1 dB bin of frame level, the sum of the frames' power spectra. At
 :meth:`SpectrumAccumulator.result` it computes the power-mean level of the frames above -70 dB and
 averages only the frames within ``gate_lu`` of it, without ever storing a frame. Memory is
-``80 x channels x (fft_frames / 2 + 1)`` float64 values (5.2 MB for stereo at 44.1 kHz), whatever
-the length of the file.
+``80 x channels x (fft_frames / 2 + 1)`` float64 values (5.2 MB for stereo at 44.1 kHz) plus about
+5 MB of reused scratch buffers, whatever the length of the file. A frame's level is its
+Hann-weighted mean square of mid plus side, in dB.
 
 Scaling: a bin holds mean-square power (the window-weighted Parseval normalisation
 ``2 |X_k|^2 / (N * sum(w^2))``, once for DC and Nyquist), so the bins of a sine of amplitude ``A``
 sum to ``A^2 / 2`` (0.5 for a full-scale sine) and the bins of white noise sum to its variance.
 
-:class:`BlockFramer` cuts a stream of blocks of any size into overlapping frames; the fingerprint
-analysis shares it.
+:class:`Rechunker` regroups a stream of blocks of any size into fixed pieces and
+:class:`BlockFramer` cuts pieces into overlapping frames; the fingerprint analysis shares both.
+Accumulator instances are independent (one per stream and thread); nothing is shared but
+read-only cached windows.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -29,9 +33,13 @@ import scipy.fft
 from tonearm.errors import ParameterError
 from tonearm.types import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioArray, validate_audio
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 __all__ = [
     "BlockFramer",
     "MidSideSpectrum",
+    "Rechunker",
     "SpectrumAccumulator",
     "band_levels_db",
     "default_fft_frames",
@@ -142,6 +150,53 @@ class BlockFramer:
         return windows[:, :: self.hop]
 
 
+class Rechunker:
+    """Regroup a stream of blocks of any size into pieces of exactly ``piece`` frames.
+
+    Small blocks are copied into a buffer until a piece is complete; whole pieces inside a long
+    block are handed out as views, without copying. The pieces always start at multiples of
+    ``piece`` in the stream, so the work done downstream does not depend on how the stream was
+    split. :meth:`flush` hands out the last, shorter piece.
+    """
+
+    __slots__ = ("_buf", "_fill", "piece")
+
+    def __init__(self, *, channels: int, piece: int) -> None:
+        if piece < 1:
+            raise ParameterError(f"piece must be >= 1 frame, got {piece}")
+        self.piece = piece
+        self._buf = np.zeros((channels, piece), dtype=np.float32)
+        self._fill = 0
+
+    def reset(self) -> None:
+        """Forget any buffered samples."""
+        self._fill = 0
+
+    def push(self, block: AudioArray) -> Iterator[AudioArray]:
+        """Yield the pieces ``block`` completes, shape ``(channels, piece)``; consume each one
+        before asking for the next (the buffer is reused)."""
+        n, pos, piece = block.shape[1], 0, self.piece
+        if self._fill:
+            pos = min(piece - self._fill, n)
+            self._buf[:, self._fill : self._fill + pos] = block[:, :pos]
+            self._fill += pos
+            if self._fill < piece:
+                return
+            yield self._buf
+            self._fill = 0
+        while n - pos >= piece:
+            yield block[:, pos : pos + piece]
+            pos += piece
+        self._buf[:, : n - pos] = block[:, pos:]
+        self._fill = n - pos
+
+    def flush(self) -> Iterator[AudioArray]:
+        """Yield the buffered partial piece, if any, and empty the buffer."""
+        if self._fill:
+            yield self._buf[:, : self._fill]
+            self._fill = 0
+
+
 @dataclass(frozen=True, slots=True)
 class MidSideSpectrum:
     """Long-term power spectrum of the loud frames of the mid and side signals.
@@ -202,6 +257,7 @@ class SpectrumAccumulator:
         self._piece = max(n_fft, _CHUNK_SAMPLES // channels)
         self._step = max(1, _CHUNK_SAMPLES // (n_fft * channels))
         self._mid_side = np.empty((channels, self._piece), dtype=np.float32)
+        self._rechunker = Rechunker(channels=channels, piece=self._piece)
         self._windowed = np.empty((channels, self._step, n_fft), dtype=np.float32)
         self._power = np.empty((channels, self._step, n_bins), dtype=np.float32)
         self._hist = np.zeros((_N_LEVELS, channels, n_bins), dtype=np.float64)
@@ -211,6 +267,7 @@ class SpectrumAccumulator:
     def reset(self) -> None:
         """Forget everything pushed so far."""
         self._framer.reset()
+        self._rechunker.reset()
         self._hist.fill(0.0)
         self._energy.fill(0.0)
         self._count.fill(0)
@@ -223,20 +280,22 @@ class SpectrumAccumulator:
         validate_audio(block, check_finite=False)
         if block.shape[0] != self.channels:
             raise ParameterError(f"expected {self.channels} channels, got {block.shape[0]}")
-        # Work through a long block in pieces so temporaries stay small (cache-sized).
-        piece, step = self._piece, self._step
-        for offset in range(0, block.shape[1], piece):
-            part = block[:, offset : offset + piece]
-            if self.channels == 2:
-                # 2M and 2S: the factor 1/2 is folded into the window.
-                doubled = self._mid_side[:, : part.shape[1]]
-                np.add(part[0], part[1], out=doubled[0])
-                np.subtract(part[0], part[1], out=doubled[1])
-                part = doubled
-            for span in self._framer.push(part):
-                frames = self._framer.frames(span)
-                for start in range(0, frames.shape[1], step):
-                    self._accumulate(frames[:, start : start + step])
+        # Regroup into fixed pieces: temporaries stay small and the batches stay large, whatever
+        # the block size.
+        for part in self._rechunker.push(block):
+            self._push_piece(part)
+
+    def _push_piece(self, part: AudioArray) -> None:
+        if self.channels == 2:
+            # 2M and 2S: the factor 1/2 is folded into the window.
+            doubled = self._mid_side[:, : part.shape[1]]
+            np.add(part[0], part[1], out=doubled[0])
+            np.subtract(part[0], part[1], out=doubled[1])
+            part = doubled
+        for span in self._framer.push(part):
+            frames = self._framer.frames(span)
+            for start in range(0, frames.shape[1], self._step):
+                self._accumulate(frames[:, start : start + self._step])
 
     def _accumulate(self, frames: AudioArray) -> None:
         """Add the power spectra of mid/side ``frames`` (channels, n, fft_frames)."""
@@ -264,14 +323,11 @@ class SpectrumAccumulator:
         bins = np.minimum(idx, _N_LEVELS - 1).astype(np.intp)
         self._energy += np.bincount(bins, weights=frame_ms, minlength=_N_LEVELS)
         self._count += np.bincount(bins, minlength=_N_LEVELS)
-        # Sum the frames of each level bin with one small matrix product (one-hot x power),
-        # then add each level's row in place (a loop over the few distinct levels).
-        levels, inverse = np.unique(bins, return_inverse=True)
-        one_hot = np.zeros((levels.size, bins.size), dtype=np.float32)
-        one_hot[inverse, np.arange(bins.size)] = 1.0
-        sums = np.matmul(one_hot, power)  # (channels, levels, nbins)
-        for j, level_bin in enumerate(levels.tolist()):
-            self._hist[level_bin] += sums[:, j]
+        # Sum the frames of each level bin: a loop over the few distinct levels of this batch
+        # (not over frames). Plain reductions, no BLAS: tiny matrix products would spawn
+        # threads that fight the caller's own pool.
+        for level_bin in np.unique(bins).tolist():
+            self._hist[level_bin] += power[:, bins == level_bin].sum(axis=1)
 
     def result(self, *, gate_lu: float = -10.0) -> MidSideSpectrum:
         """Average spectrum of the frames within ``gate_lu`` of the power-mean loud level.
@@ -287,9 +343,13 @@ class SpectrumAccumulator:
         -------
         MidSideSpectrum
             All zeros with ``frames_used == 0`` if no frame rose above -70 dB.
+
+        May be called at any time; pushing more afterwards continues the same stream.
         """
         if not gate_lu <= 0.0:
             raise ParameterError(f"gate_lu must be <= 0 dB, got {gate_lu}")
+        for part in self._rechunker.flush():
+            self._push_piece(part)
         n_bins = self.fft_frames // 2 + 1
         freqs = np.arange(n_bins, dtype=np.float64) * (self.sample_rate / self.fft_frames)
         total_count = int(self._count.sum())

@@ -57,7 +57,7 @@ import numpy.typing as npt
 import scipy.fft
 import scipy.ndimage
 
-from tonearm.dsp.spectrum import BlockFramer, hann_window
+from tonearm.dsp.spectrum import BlockFramer, Rechunker, hann_window
 from tonearm.errors import ParameterError
 from tonearm.types import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioArray, validate_audio
 
@@ -174,14 +174,20 @@ _UNIT_FIELDS = [  # the 0..1 fields
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """Per-rate analysis constants (read-only, cached)."""
+    """Per-rate analysis constants (read-only, cached).
+
+    Band sums use ``np.add.reduceat`` over contiguous bin ranges, not matrix products: tiny BLAS
+    calls spawn threads that fight the caller's own thread pool.
+    """
 
     n_fft: int
     hop: int
     freqs_hz: npt.NDArray[np.float64]
-    projection: npt.NDArray[np.float32]  # (nbins, 1 + flux bands + 12): frame power, bands, chroma
-    n_flux: int
     scale: npt.NDArray[np.float64]  # raw |X|^2 -> mean-square power per bin
+    flux_cuts: npt.NDArray[np.intp]  # bin ranges of the onset bands (last cut = end of last band)
+    semitone_cuts: npt.NDArray[np.intp]  # bin ranges of the semitones 80 Hz-5 kHz, same layout
+    semitone_order: npt.NDArray[np.intp]  # semitones sorted by pitch class
+    class_cuts: npt.NDArray[np.intp]  # start of each of the 12 classes in that order
     band_lo: int  # bins [band_lo, band_hi) feed flatness and the sustained share
     band_hi: int
 
@@ -189,7 +195,6 @@ class _Layout:
 @functools.lru_cache(maxsize=16)
 def _layout(sample_rate: int) -> _Layout:
     n_fft = int(2 ** round(math.log2(2048 * sample_rate / 44100)))
-    hop = n_fft // 2
     n_bins = n_fft // 2 + 1
     freqs = np.arange(n_bins, dtype=np.float64) * (sample_rate / n_fft)
     window = hann_window(n_fft).astype(np.float64)
@@ -198,29 +203,20 @@ def _layout(sample_rate: int) -> _Layout:
     scale[0] *= 0.5
     scale[-1] *= 0.5
     nyquist = sample_rate / 2.0
-    edges = _flux_band_edges(min(16000.0, 0.95 * nyquist))
-    flux_band = np.searchsorted(edges, freqs, side="right") - 1
-    in_flux = (flux_band >= 0) & (flux_band < edges.size - 1)
-    used_bands = np.unique(flux_band[in_flux])
-    n_flux = used_bands.size
-    chroma_ok = (freqs >= 80.0) & (freqs <= 5000.0)
-    pitch_class = np.zeros(n_bins, dtype=np.intp)
-    pitch_class[chroma_ok] = (
-        np.round(12.0 * np.log2(freqs[chroma_ok] / 440.0)).astype(np.intp) + 9
-    ) % 12
-    proj = np.zeros((n_bins, 1 + n_flux + 12), dtype=np.float64)
-    proj[:, 0] = scale
-    rows = np.flatnonzero(in_flux)
-    proj[rows, 1 + np.searchsorted(used_bands, flux_band[rows])] = scale[rows]
-    rows = np.flatnonzero(chroma_ok)
-    proj[rows, 1 + n_flux + pitch_class[rows]] = scale[rows]
-    projection = proj.astype(np.float32)
-    projection.flags.writeable = False
-    freqs.flags.writeable = False
-    scale.flags.writeable = False
+    flux_cuts = np.unique(np.searchsorted(freqs, _flux_band_edges(min(16000.0, 0.95 * nyquist))))
+    chroma_bins = np.flatnonzero((freqs >= 80.0) & (freqs <= min(5000.0, 0.95 * nyquist)))
+    semitone = np.round(12.0 * np.log2(freqs[chroma_bins] / 440.0)).astype(np.intp)
+    _, first = np.unique(semitone, return_index=True)
+    semitone_cuts = np.append(chroma_bins[first], chroma_bins[-1] + 1)
+    pitch_class = (semitone[first] + 9) % 12  # C = 0
+    order = np.argsort(pitch_class, kind="stable")
+    class_cuts = np.searchsorted(pitch_class[order], np.arange(12))
     band_lo = int(np.searchsorted(freqs, 20.0))
     band_hi = max(band_lo + 1, int(np.searchsorted(freqs, min(16000.0, nyquist))))
-    return _Layout(n_fft, hop, freqs, projection, n_flux, scale, band_lo, band_hi)
+    arrays = (freqs, scale, flux_cuts, semitone_cuts, order, class_cuts)
+    for arr in arrays:
+        arr.flags.writeable = False
+    return _Layout(n_fft, n_fft // 2, *arrays, band_lo, band_hi)
 
 
 def _flux_band_edges(f_max_hz: float) -> npt.NDArray[np.float64]:
@@ -285,6 +281,7 @@ class FingerprintAccumulator:
         self._lay = _layout(sample_rate)
         hop, n_fft = self._lay.hop, self._lay.n_fft
         self._window = hann_window(n_fft)
+        self._rechunker = Rechunker(channels=channels, piece=_PIECE)
         self._stft = BlockFramer(channels=1, frame_length=n_fft, hop=hop)
         self._chunks = BlockFramer(channels=channels, frame_length=hop, hop=hop)
         n_bins = n_fft // 2 + 1
@@ -298,7 +295,7 @@ class FingerprintAccumulator:
         self._power = np.empty((_CHUNK_FRAMES, n_bins), dtype=np.float32)
         self._pad = np.zeros((_CHUNK_FRAMES + _HARMONIC_SPAN - 1, n_band), dtype=np.float32)
         self._scratch = np.empty((_CHUNK_FRAMES, n_band), dtype=np.float32)
-        self._prev_flux_db = np.zeros(self._lay.n_flux, dtype=np.float32)
+        self._prev_flux_db = np.zeros(self._lay.flux_cuts.size - 1, dtype=np.float32)
         self._chroma_sum = np.zeros(12, dtype=np.float64)
         self._onset = _Series()
         self._chunk_peak = _Series()
@@ -307,6 +304,7 @@ class FingerprintAccumulator:
 
     def reset(self) -> None:
         """Forget everything pushed so far."""
+        self._rechunker.reset()
         self._stft.reset()
         self._chunks.reset()
         self._onset.clear()
@@ -328,8 +326,8 @@ class FingerprintAccumulator:
         validate_audio(block, check_finite=False)
         if block.shape[0] != self.channels:
             raise ParameterError(f"expected {self.channels} channels, got {block.shape[0]}")
-        for offset in range(0, block.shape[1], _PIECE):
-            self._push_piece(block[:, offset : offset + _PIECE])
+        for part in self._rechunker.push(block):  # fixed pieces, whatever the block size
+            self._push_piece(part)
 
     def _push_piece(self, part: AudioArray) -> None:
         self._n_samples += part.shape[1]
@@ -369,14 +367,18 @@ class FingerprintAccumulator:
         power = self._power[:n]
         np.add(flat[:, 0::2], flat[:, 1::2], out=power)  # raw |X|^2, (n, nbins)
         del spec, flat
-        proj = power @ lay.projection  # (n, 1 + n_flux + 12), mean-square units
-        frame_ms = proj[:, 0]
+        scale = lay.scale[1]
+        frame_ms = scale * (power.sum(axis=1) - 0.5 * (power[:, 0] + power[:, -1]))
         active = frame_ms > _ACTIVE_MS
-        weights = active.astype(np.float32)
+        n_active = int(np.count_nonzero(active))
         self._n_frames += n
-        self._power_sum += weights @ power
+        if n_active == n:
+            self._power_sum += power.sum(axis=0)
+        elif n_active:
+            self._power_sum += power[active].sum(axis=0)
         # Onset envelope: mean positive dB rise per band against the previous frame.
-        flux_db = 10.0 * np.log10(np.maximum(proj[:, 1 : 1 + lay.n_flux], _FLUX_FLOOR))
+        bands = np.add.reduceat(power, lay.flux_cuts, axis=1)[:, :-1]
+        flux_db = 10.0 * np.log10(np.maximum(scale * bands, _FLUX_FLOOR))
         if self._n_frames == n:
             self._prev_flux_db = flux_db[0].copy()
         rise = np.diff(flux_db, axis=0, prepend=self._prev_flux_db[np.newaxis])
@@ -391,9 +393,9 @@ class FingerprintAccumulator:
         np.minimum(padded[:n], padded[1 : n + 1], out=floor)
         for k in range(2, _HARMONIC_SPAN):
             np.minimum(floor, padded[k : k + n], out=floor)
-        self._sustained_sum += float(weights @ floor.sum(axis=1))
+        self._sustained_sum += float(floor.sum(axis=1)[active].sum())
         band_sum = band.sum(axis=1, dtype=np.float64)
-        self._plain_sum += float(weights @ band_sum)
+        self._plain_sum += float(band_sum[active].sum())
         # Flatness: geometric / arithmetic mean power, with a tiny per-frame floor.
         mean_power = band_sum / band.shape[1]
         eps = (1e-10 * mean_power + 1e-30).astype(np.float32)
@@ -401,10 +403,11 @@ class FingerprintAccumulator:
         np.log(logs, out=logs)
         flatness = np.exp(logs.mean(axis=1, dtype=np.float64)) / (mean_power + 1e-30)
         self._flatness_sum += float(np.sum(flatness[active]))
-        self._active_frames += int(np.count_nonzero(active))
+        self._active_frames += n_active
         padded[:carry] = padded[n : n + carry].copy()
         # Chroma: mean of per-frame normalised pitch-class vectors, and the dominant class.
-        chroma = proj[:, 1 + lay.n_flux :]
+        semitones = np.add.reduceat(power, lay.semitone_cuts, axis=1)[:, :-1]
+        chroma = np.add.reduceat(semitones[:, lay.semitone_order], lay.class_cuts, axis=1)
         chroma_total = chroma.sum(axis=1)
         tonal = active & (chroma_total > 0.0)
         self._chroma_sum += (chroma[tonal] / chroma_total[tonal, np.newaxis]).sum(axis=0)
@@ -423,7 +426,11 @@ class FingerprintAccumulator:
         integrated_lufs : float
             BS.1770 integrated loudness the caller measured; ``-inf``/NaN and values below
             -70 LUFS are reported as -70.
+
+        May be called at any time; pushing more afterwards continues the same stream.
         """
+        for part in self._rechunker.flush():
+            self._push_piece(part)
         lay = self._lay
         loudness = float(integrated_lufs)
         if not math.isfinite(loudness) or loudness < LOUDNESS_FLOOR_LUFS:
