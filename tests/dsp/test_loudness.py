@@ -87,7 +87,7 @@ def test_mono_reads_3_db_below_the_same_level_in_two_channels() -> None:
     assert difference == pytest.approx(10.0 * math.log10(2.0), abs=1e-6)
 
 
-# --- EBU Tech 3341 table 1 (stereo 1 kHz sines, levels in dBFS per channel) --------------------
+# --- EBU Tech 3341 test cases 1-5 (stereo 1 kHz sines, levels in dBFS per channel) ------------
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Filter design: the ITU-R BS.1770-4 K-weighting filter at any sample rate.
 
-BS.1770-4 (section 2.1, Tables 1 and 2) publishes the two K-weighting biquads only for 48 kHz:
+BS.1770-4 (Annex 1, Tables 1 and 2) publishes the two K-weighting biquads only for 48 kHz:
 
 - stage 1, the "pre-filter": a second-order high shelf (+4 dB above about 1.5 kHz) that models
   the acoustic effect of the head;
@@ -101,7 +101,7 @@ def _bilinear_biquad(
 
 @functools.lru_cache(maxsize=32, typed=True)
 def k_weighting_sos(sample_rate: int) -> NDArray[np.float64]:
-    """K-weighting filter of ITU-R BS.1770-4 (section 2.1) for ``sample_rate`` Hz.
+    """K-weighting filter of ITU-R BS.1770-4 (Annex 1) for ``sample_rate`` Hz.
 
     Parameters
     ----------

@@ -10,7 +10,7 @@ From those:
 
 - a 400 ms gating block (BS.1770-4 eq. 3, 75 % overlap, hop 100 ms) is the mean of 4
   consecutive sub-block energies; the EBU "momentary" loudness is the same window;
-- a 3 s short-term window (EBU Tech 3341 section 2.2, hop 100 ms) is the mean of 30;
+- a 3 s short-term window (EBU Tech 3341, hop 100 ms) is the mean of 30;
 - loudness of an energy ``e`` is ``-0.691 + 10 log10(e)`` LUFS (BS.1770-4 eq. 4).
 
 Sub-blocks of unequal length (rates that are not multiples of 10 Hz, e.g. 11025 Hz) are averaged
@@ -64,17 +64,17 @@ ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 """BS.1770-4 eq. 6: relative gate of the integrated loudness, in LU below the abs-gated level."""
 LRA_RELATIVE_GATE_LU = -20.0
-"""EBU Tech 3342 section 3: relative gate of the loudness range, in LU."""
+"""EBU Tech 3342: relative gate of the loudness range, in LU."""
 LRA_LOW_PERCENTILE = 10.0
-"""EBU Tech 3342 section 3: LRA is the 95th minus the 10th percentile of gated short-term values."""
+"""EBU Tech 3342: LRA is the 95th minus the 10th percentile of gated short-term values."""
 LRA_HIGH_PERCENTILE = 95.0
-"""EBU Tech 3342 section 3: upper percentile of the loudness range."""
+"""EBU Tech 3342: upper percentile of the loudness range."""
 
 SUBBLOCKS_PER_SECOND = 10
 MOMENTARY_SUBBLOCKS = 4
-"""400 ms gating / momentary window (BS.1770-4 section 2.3; Tech 3341 section 2.2)."""
+"""400 ms gating / momentary window (BS.1770-4 Annex 1 eq. 3; EBU Tech 3341)."""
 SHORT_TERM_SUBBLOCKS = 30
-"""3 s short-term window (EBU Tech 3341 section 2.2)."""
+"""3 s short-term window (EBU Tech 3341)."""
 
 _LOUDNESS_OFFSET_DB = -0.691  # BS.1770-4 eq. 2 / eq. 4
 _ABS_GATE_ENERGY = 10.0 ** ((ABSOLUTE_GATE_LUFS - _LOUDNESS_OFFSET_DB) / 10.0)
@@ -164,7 +164,7 @@ def _gated_mean_energy(block_energies: NDArray[np.float64], relative_gate_lu: fl
 
 
 def integrated_loudness_from_subblocks(subblock_energies: NDArray[np.float64]) -> float:
-    """Gated integrated loudness (ITU-R BS.1770-4 section 2.5, eqs. 3-7).
+    """Gated integrated loudness (ITU-R BS.1770-4 Annex 1, eqs. 3-7).
 
     Parameters
     ----------
@@ -185,7 +185,7 @@ def integrated_loudness_from_subblocks(subblock_energies: NDArray[np.float64]) -
 
 
 def _loudness_range_of_windows(short_term_energies: NDArray[np.float64]) -> float:
-    """EBU Tech 3342 section 3 on short-term window energies."""
+    """EBU Tech 3342 LRA of short-term window energies."""
     above_abs = short_term_energies[short_term_energies > _ABS_GATE_ENERGY]
     if above_abs.size == 0:
         return 0.0
@@ -201,9 +201,9 @@ def _loudness_range_of_windows(short_term_energies: NDArray[np.float64]) -> floa
 
 
 def loudness_range_from_subblocks(subblock_energies: NDArray[np.float64]) -> float:
-    """Loudness range LRA (EBU Tech 3342 section 3).
+    """Loudness range LRA (EBU Tech 3342).
 
-    Steps: short-term loudness over 3 s windows at 100 ms hop (Tech 3342 section 2); absolute gate
+    Steps: short-term loudness over 3 s windows at 100 ms hop; absolute gate
     -70 LUFS; relative gate -20 LU below the loudness of the power mean of the abs-gated windows;
     LRA = 95th minus 10th percentile of the remaining short-term loudness values (linear
     interpolation between closest ranks, numpy's default percentile method).
@@ -225,7 +225,7 @@ def loudness_range_from_subblocks(subblock_energies: NDArray[np.float64]) -> flo
 def short_term_loudness_from_subblocks(
     subblock_energies: NDArray[np.float64],
 ) -> NDArray[np.float32]:
-    """Short-term loudness (EBU Tech 3341 section 2.2): 3 s windows at 100 ms hop.
+    """Short-term loudness (EBU Tech 3341): 3 s windows at 100 ms hop.
 
     Returns
     -------
@@ -240,7 +240,7 @@ def short_term_loudness_from_subblocks(
 def momentary_loudness_from_subblocks(
     subblock_energies: NDArray[np.float64],
 ) -> NDArray[np.float32]:
-    """Momentary loudness (EBU Tech 3341 section 2.2): 400 ms windows at 100 ms hop.
+    """Momentary loudness (EBU Tech 3341): 400 ms windows at 100 ms hop.
 
     Returns
     -------
@@ -253,7 +253,7 @@ def momentary_loudness_from_subblocks(
 
 
 class KWeighting:
-    """Streaming BS.1770-4 K-weighting filter (section 2.1, both stages) for float32 blocks.
+    """Streaming BS.1770-4 K-weighting filter (Annex 1, both stages) for float32 blocks.
 
     ``process`` carries the filter state, so consecutive blocks give exactly (bitwise) the output
     of one call on their concatenation. Filtering runs in float32 (``scipy.signal.sosfilt``); the
@@ -341,7 +341,7 @@ class LoudnessMeter:
         return result
 
     def push(self, block: AudioArray) -> None:
-        """K-weight one block (section 2.1) and accumulate it.
+        """K-weight one block (BS.1770-4 Annex 1) and accumulate it.
 
         Parameters
         ----------

@@ -1,4 +1,4 @@
-"""True peak by 4x oversampling (ITU-R BS.1770-4 Annex 2; EBU Tech 3341 section 2.4).
+"""True peak by 4x oversampling (ITU-R BS.1770-4 Annex 2; EBU Tech 3341).
 
 The signal is interpolated to four times its rate with a 49-tap polyphase low-pass filter and
 the peak is taken over the absolute values of the oversampled signal (Annex 2 steps 2-4; the

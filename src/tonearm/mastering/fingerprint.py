@@ -332,12 +332,12 @@ class FingerprintAccumulator:
     def _push_piece(self, part: AudioArray) -> None:
         self._n_samples += part.shape[1]
         self._peak = max(self._peak, float(part.max()), -float(part.min()))
-        left = part[0]
-        self._sum_ll += float(np.dot(left, left))
+        left = part[0]  # einsum, not np.dot: BLAS would thread even these
+        self._sum_ll += float(np.einsum("i,i->", left, left))
         if self.channels == 2:
             right = part[1]
-            self._sum_rr += float(np.dot(right, right))
-            self._sum_lr += float(np.dot(left, right))
+            self._sum_rr += float(np.einsum("i,i->", right, right))
+            self._sum_lr += float(np.einsum("i,i->", left, right))
             mono = self._mono[:, : part.shape[1]]
             np.add(left, right, out=mono[0])
         else:
