@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,7 +43,7 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 TargetName = Enum("TargetName", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
 
 
-class BitDepthOption(str, Enum):
+class BitDepthOption(StrEnum):
     """Output sample formats for PCM containers."""
 
     pcm16 = "16"
@@ -134,22 +134,18 @@ def master(
     ] = None,
     target: Annotated[
         TargetName, typer.Option("--target", "-t", help="Platform loudness preset.")
-    ] = TargetName["spotify"],  # noqa: B008
+    ] = TargetName["spotify"],
     lufs: Annotated[
         float | None, typer.Option(help="Custom integrated loudness target (LUFS).")
     ] = None,
-    ceiling: Annotated[
-        float | None, typer.Option(help="Custom true-peak ceiling (dBTP).")
-    ] = None,
+    ceiling: Annotated[float | None, typer.Option(help="Custom true-peak ceiling (dBTP).")] = None,
     strength: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="0 = loudness only, 1 = full processing.")
     ] = 1.0,
     bit_depth: Annotated[
         BitDepthOption | None, typer.Option("--bit-depth", help="PCM output depth.")
     ] = None,
-    report: Annotated[
-        Path | None, typer.Option(help="Write the full JSON report here.")
-    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the full JSON report here.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary or progress.")] = False,
 ) -> None:
     """Master IN to a loudness target with a true-peak ceiling."""
@@ -158,7 +154,7 @@ def master(
         settings = MasterSettings(
             target=resolve_target(str(target.value), lufs=lufs, ceiling_dbtp=ceiling),
             strength=strength,
-            bit_depth=None if bit_depth is None else bit_depth.value,  # type: ignore[arg-type]
+            bit_depth=None if bit_depth is None else bit_depth.value,
         )
         with _progress(quiet) as progress:
             result = master_file(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tonearm.dsp.true_peak import true_peak_dbtp
 
 from tonearm.dsp.dynamics import Compressor, TruePeakLimiter, compressor_gain_reduction_db
+from tonearm.dsp.true_peak import true_peak_dbtp
 from tonearm.errors import ParameterError
 
 
@@ -23,7 +23,7 @@ def _run(stage: Compressor | TruePeakLimiter, audio: np.ndarray, block: int = 40
 def _hot_noise(rate: int, seconds: float, channels: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     noise = rng.standard_normal((channels, int(rate * seconds))).astype(np.float32) * 0.5
-    envelope = 1.0 + 3.0 * (rng.random(noise.shape[1]) > 0.999)  # occasional transients
+    envelope = np.where(rng.random(noise.shape[1]) > 0.999, 4.0, 1.0)  # occasional transients
     return (noise * envelope.astype(np.float32)).astype(np.float32)
 
 

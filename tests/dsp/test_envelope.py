@@ -24,8 +24,12 @@ def _reference(required: np.ndarray, lookahead: int, release: float) -> np.ndarr
         released[i] = state
     b1 = (lookahead + 1) // 2
     b2 = lookahead - b1 + 1
-    first = np.array([np.concatenate((np.zeros(b1 - 1), released))[i : i + b1].mean() for i in range(n)])
-    second = np.array([np.concatenate((np.zeros(b2 - 1), first))[i : i + b2].mean() for i in range(n)])
+    first = np.array(
+        [np.concatenate((np.zeros(b1 - 1), released))[i : i + b1].mean() for i in range(n)]
+    )
+    second = np.array(
+        [np.concatenate((np.zeros(b2 - 1), first))[i : i + b2].mean() for i in range(n)]
+    )
     return second
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from tests.mastering import synth
 from tonearm.dsp.loudness import integrated_loudness
 from tonearm.dsp.true_peak import true_peak_dbtp
-
 from tonearm.mastering.render import MasterSettings, default_output_path, master_file
 from tonearm.mastering.targets import PRESETS, resolve_target
 
@@ -76,8 +76,13 @@ def test_whole_fixture_to_16_bit_flac(tmp_path: Path) -> None:
     ],
 )
 def test_synthetic_signals(tmp_path: Path, name: str, rate: int, channels: int) -> None:
-    make = {"noise": synth.noise, "sines": synth.sines, "transients": synth.transients}[name]
-    source = synth.write(tmp_path / "in.wav", make(rate, 6.0, channels=channels), rate)
+    if name == "noise":
+        audio = synth.noise(rate, 6.0, channels=channels)
+    elif name == "sines":
+        audio = synth.sines(rate, 6.0, channels=channels)
+    else:
+        audio = synth.transients(rate, 6.0, channels=channels)
+    source = synth.write(tmp_path / "in.wav", audio, rate)
     output = tmp_path / "out.wav"
     master_file(source, output)
     _check_master(source, output, lufs=-14.0, ceiling=-1.0)

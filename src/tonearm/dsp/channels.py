@@ -6,15 +6,18 @@ Convention: ``M = (L + R) / 2`` and ``S = (L - R) / 2``, so ``L = M + S`` and ``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from tonearm.types import AudioArray
+if TYPE_CHECKING:
+    from tonearm.types import AudioArray
 
 __all__ = ["from_mid_side", "to_mid_side"]
 
 
 def to_mid_side(audio: AudioArray) -> AudioArray:
-    """Return ``[M, S]`` of a stereo signal, or a copy of a mono one, shape ``(channels, frames)``."""
+    """``[M, S]`` of a stereo signal, or a copy of a mono one; shape ``(channels, frames)``."""
     if audio.shape[0] == 1:
         return audio.copy()
     out = np.empty_like(audio)

@@ -11,6 +11,7 @@ least the reduction it requires, ramped in over the lookahead and released expon
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +19,9 @@ import numpy.typing as npt
 from tonearm.dsp.envelope import GainEnvelope, causal_moving_average
 from tonearm.dsp.true_peak import TruePeakDetector
 from tonearm.errors import ParameterError
-from tonearm.types import AudioArray
+
+if TYPE_CHECKING:
+    from tonearm.types import AudioArray
 
 __all__ = [
     "Compressor",
@@ -207,11 +210,9 @@ class Compressor:
 
     def process(self, block: AudioArray) -> AudioArray:
         """Compress one block; returns the same number of frames, ``latency_frames`` late."""
-        squares = np.mean(np.square(block, dtype=np.float32), axis=0, dtype=np.float64)
+        squares: FloatArray = np.mean(np.square(block, dtype=np.float32), axis=0, dtype=np.float64)
         mean_square = causal_moving_average(squares, history=self._square_history)
-        self._square_history = np.concatenate((self._square_history, squares))[
-            squares.shape[0] :
-        ]
+        self._square_history = np.concatenate((self._square_history, squares))[squares.shape[0] :]
         level_db = 10.0 * np.log10(mean_square + 1e-20)
         required = compressor_gain_reduction_db(
             level_db,
@@ -306,4 +307,3 @@ class TruePeakLimiter:
             return delayed
         gain = np.power(10.0, reduction * -0.05).astype(np.float32)
         return delayed * gain
-

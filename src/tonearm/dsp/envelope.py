@@ -86,7 +86,8 @@ def causal_moving_average(values: FloatArray, *, history: FloatArray) -> FloatAr
     cumulative = np.empty(values.shape[0] + length, dtype=np.float64)
     cumulative[0] = 0.0
     np.cumsum(np.concatenate((history, values)), out=cumulative[1:])
-    return (cumulative[length:] - cumulative[:-length]) / length
+    result: FloatArray = (cumulative[length:] - cumulative[:-length]) / length
+    return result
 
 
 class GainEnvelope:

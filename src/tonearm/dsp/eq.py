@@ -9,7 +9,7 @@ with overlap-save block convolution, so any length streams through in flat memor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,11 @@ import scipy.signal
 
 from tonearm.dsp.envelope import running_max
 from tonearm.errors import ParameterError
-from tonearm.types import AudioArray
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from tonearm.types import AudioArray
 
 __all__ = ["FirConvolver", "design_linear_phase_fir", "fir_taps_for", "frequency_response_db"]
 
@@ -75,7 +79,8 @@ def design_linear_phase_fir(
     half = (length - 1) // 2
     centred = np.concatenate((zero_phase[-half:], zero_phase[: half + 1]))
     impulse = centred * scipy.signal.windows.blackman(length, sym=True)
-    return impulse.astype(np.float32)
+    result: npt.NDArray[np.float32] = impulse.astype(np.float32)
+    return result
 
 
 def frequency_response_db(
@@ -104,7 +109,9 @@ class FirConvolver:
 
     def __init__(self, filters: npt.NDArray[np.float32]) -> None:
         if filters.ndim != 2 or filters.shape[1] % 2 == 0:
-            raise ParameterError(f"filters must have shape (channels, odd taps), got {filters.shape}")
+            raise ParameterError(
+                f"filters must have shape (channels, odd taps), got {filters.shape}"
+            )
         self._filters = filters.astype(np.float32)
         self._taps = filters.shape[1]
         self.latency_frames = (self._taps - 1) // 2

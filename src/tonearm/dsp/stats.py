@@ -24,6 +24,8 @@ from tonearm.errors import ParameterError
 from tonearm.types import MAX_CHANNELS, validate_audio
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
     from tonearm.types import AudioArray
 
 __all__ = ["LevelStats", "LevelStatsAccumulator", "level_stats"]
@@ -64,6 +66,11 @@ class LevelStats:
 
 def _db_power(value: float) -> float:
     return 10.0 * math.log10(value) if value > 0.0 else float("-inf")
+
+
+def _energy(values: NDArray[np.float64]) -> float:
+    """Sum of squares without BLAS: a threaded ``ddot`` spin-waits on a busy machine."""
+    return float(np.einsum("i,i->", values, values))
 
 
 class LevelStatsAccumulator:
@@ -109,12 +116,12 @@ class LevelStatsAccumulator:
             wide = chunk.astype(np.float64)  # float32 sums and differences are exact in float64
             self._peak = max(self._peak, float(np.abs(chunk).max()))
             for channel in range(self.channels):
-                self._channel_energy[channel] += float(wide[channel] @ wide[channel])
+                self._channel_energy[channel] += _energy(wide[channel])
             if self.channels == 2:
                 total = wide[0] + wide[1]
                 difference = wide[0] - wide[1]
-                self._sum_energy += float(total @ total)
-                self._difference_energy += float(difference @ difference)
+                self._sum_energy += _energy(total)
+                self._difference_energy += _energy(difference)
         self._frames += audio.shape[1]
 
     def result(self) -> LevelStats:

@@ -11,10 +11,8 @@ model. Memory is flat apart from small per-time series (loudness at 10 values/s,
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +25,10 @@ from tonearm.dsp.true_peak import TruePeakMeter
 from tonearm.events import ProgressCallback, ProgressEvent
 from tonearm.mastering.fingerprint import Fingerprint, FingerprintAccumulator
 from tonearm.types import AudioArray, validate_audio
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
 
 __all__ = [
     "CHUNKS_PER_SECOND",
@@ -122,7 +124,9 @@ class TrackAnalysis:
         }
 
 
-def _measured(loudness: LoudnessResult, true_peak_dbtp: float, levels: LevelStats) -> MeasuredLevels:
+def _measured(
+    loudness: LoudnessResult, true_peak_dbtp: float, levels: LevelStats
+) -> MeasuredLevels:
     return MeasuredLevels(
         integrated_lufs=loudness.integrated_lufs,
         true_peak_dbtp=true_peak_dbtp,
@@ -190,13 +194,20 @@ class _ChunkAccumulator:
             parts.append(
                 tuple(
                     np.array([value], dtype=np.float32)
-                    for value in (open_peak, open_k, open_sq / (open_frames * channels), open_frames)
+                    for value in (
+                        open_peak,
+                        open_k,
+                        open_sq / (open_frames * channels),
+                        open_frames,
+                    )
                 )
             )
         if not parts:
             empty = np.zeros(0, dtype=np.float32)
             return ChunkLevels(empty, empty, empty, np.zeros(0, dtype=np.int32))
-        peak, k_energy, mean_square, frames = (np.concatenate(col) for col in zip(*parts, strict=True))
+        peak, k_energy, mean_square, frames = (
+            np.concatenate(col) for col in zip(*parts, strict=True)
+        )
         return ChunkLevels(peak, k_energy, mean_square, frames.astype(np.int32))
 
 

@@ -9,15 +9,19 @@ has exactly the input's length and alignment.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tonearm.dsp.channels import from_mid_side, to_mid_side
 from tonearm.dsp.dynamics import Compressor, GainReductionStats, TruePeakLimiter, db_to_gain
 from tonearm.dsp.eq import FirConvolver, design_linear_phase_fir, fir_taps_for
-from tonearm.mastering.plan import MasteringPlan
-from tonearm.types import AudioArray
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from tonearm.mastering.plan import MasteringPlan
+    from tonearm.types import AudioArray
 
 __all__ = ["MasteringChain", "render_blocks"]
 
@@ -33,7 +37,9 @@ class MidSideEq:
         mid = (
             identity
             if eq is None
-            else design_linear_phase_fir(eq.freqs_hz, eq.mid_db, sample_rate=plan.sample_rate, taps=taps)
+            else design_linear_phase_fir(
+                eq.freqs_hz, eq.mid_db, sample_rate=plan.sample_rate, taps=taps
+            )
         )
         filters = [mid]
         if plan.channels == 2:

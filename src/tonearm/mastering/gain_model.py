@@ -20,6 +20,7 @@ rare.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -27,8 +28,10 @@ import numpy.typing as npt
 from tonearm.dsp.dynamics import compressor_gain_reduction_db
 from tonearm.dsp.envelope import GainEnvelope, causal_moving_average
 from tonearm.dsp.loudness import integrated_loudness_from_subblocks
-from tonearm.mastering.analysis import ChunkLevels
-from tonearm.mastering.plan import DynamicsPlan, LimiterPlan
+
+if TYPE_CHECKING:
+    from tonearm.mastering.analysis import ChunkLevels
+    from tonearm.mastering.plan import DynamicsPlan, LimiterPlan
 
 __all__ = ["LoudnessPrediction", "PreLimiterLevels", "pre_limiter_levels", "predict", "solve_gain"]
 
@@ -115,7 +118,9 @@ def pre_limiter_levels(
     return PreLimiterLevels(peak_db, k_energy, subblock_frames, compressor_max_db)
 
 
-def predict(levels: PreLimiterLevels, *, gain_db: float, limiter: LimiterPlan) -> LoudnessPrediction:
+def predict(
+    levels: PreLimiterLevels, *, gain_db: float, limiter: LimiterPlan
+) -> LoudnessPrediction:
     """Predicted integrated loudness and limiter load at a make-up gain."""
     ceiling_db = limiter.ceiling_dbtp - limiter.safety_margin_db
     required = np.maximum(levels.peak_db + gain_db - ceiling_db, 0.0)
@@ -126,7 +131,9 @@ def predict(levels: PreLimiterLevels, *, gain_db: float, limiter: LimiterPlan) -
     reduction = _settle(envelope, required)
     energy = levels.k_energy * 10.0 ** ((gain_db - reduction) / 10.0)
     count = levels.subblock_frames.shape[0]
-    subblocks = energy[: count * CHUNKS_PER_SUBBLOCK].reshape(count, CHUNKS_PER_SUBBLOCK).sum(axis=1)
+    subblocks = (
+        energy[: count * CHUNKS_PER_SUBBLOCK].reshape(count, CHUNKS_PER_SUBBLOCK).sum(axis=1)
+    )
     subblocks /= np.maximum(levels.subblock_frames, 1.0)
     return LoudnessPrediction(
         gain_db=gain_db,
@@ -137,7 +144,11 @@ def predict(levels: PreLimiterLevels, *, gain_db: float, limiter: LimiterPlan) -
 
 
 def solve_gain(
-    levels: PreLimiterLevels, *, target_lufs: float, limiter: LimiterPlan, tolerance_lu: float = 0.01
+    levels: PreLimiterLevels,
+    *,
+    target_lufs: float,
+    limiter: LimiterPlan,
+    tolerance_lu: float = 0.01,
 ) -> LoudnessPrediction:
     """Bisect the make-up gain that the model says lands on ``target_lufs``.
 

@@ -95,7 +95,8 @@ class MasteringPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe mapping (infinities become None)."""
-        return _json_safe(asdict(self))
+        data: dict[str, Any] = _json_safe(asdict(self))
+        return data
 
     def to_json(self) -> str:
         """Canonical JSON text (sorted keys)."""

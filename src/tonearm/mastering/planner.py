@@ -7,7 +7,8 @@ Decisions, each scaled by ``strength`` (0 = loudness only, 1 = full):
   dips (resonances, boxiness, harshness) are pulled half-way back to it, and an extreme overall
   tilt half-way toward -1.5..-6 dB/octave. The track's character is kept.
   Cuts stay within ``max_eq_db`` (3 dB) and boosts within 2 dB; nothing is boosted below 60 Hz
-  or where the track has little content (30 dB under its loudest band). Side follows mid with boosts capped at +1 dB and a low-side trim
+  or where the track has little content (30 dB under its loudest band). Side follows mid with
+  boosts capped at +1 dB and a low-side trim
   that tightens the bass.
 * **Dynamics**: only when the limiter would otherwise carry more than 4 dB; a 1.8:1 soft-knee
   RMS compressor, slow release, threshold 3 dB under the 95th percentile of the short-time
@@ -20,6 +21,8 @@ Decisions, each scaled by ``strength`` (0 = loudness only, 1 = full):
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -34,10 +37,12 @@ from tonearm.dsp.spectrum import (
 )
 from tonearm.errors import ParameterError
 from tonearm.events import MessageCode
-from tonearm.mastering.analysis import TrackAnalysis
 from tonearm.mastering.gain_model import pre_limiter_levels, solve_gain
 from tonearm.mastering.plan import DynamicsPlan, EqPlan, LimiterPlan, MasteringPlan, WidthPlan
-from tonearm.mastering.targets import LoudnessTarget
+
+if TYPE_CHECKING:
+    from tonearm.mastering.analysis import TrackAnalysis
+    from tonearm.mastering.targets import LoudnessTarget
 
 __all__ = ["eq_loudness_offset_db", "make_plan", "plan_dynamics", "plan_eq", "plan_width"]
 
@@ -58,7 +63,9 @@ def _band_smooth(values: FloatArray, *, bands: int) -> FloatArray:
     return np.convolve(padded, np.full(bands, 1.0 / bands), mode="valid")
 
 
-def plan_eq(spectrum: MidSideSpectrum, *, strength: float, max_eq_db: float = MAX_EQ_DB) -> EqPlan | None:
+def plan_eq(
+    spectrum: MidSideSpectrum, *, strength: float, max_eq_db: float = MAX_EQ_DB
+) -> EqPlan | None:
     """Gentle M/S tonal correction toward the track's own smooth balance (None if negligible)."""
     if spectrum.frames_used == 0 or strength <= 0:
         return None
@@ -119,10 +126,12 @@ def eq_loudness_offset_db(
         side_gain = 10.0 ** (np.interp(log_f, log_points, eq.side_db) / 10.0)
     side_gain = side_gain * 10.0 ** (side_gain_db / 10.0)
     before = float(np.sum(weight * (spectrum.mid_power + spectrum.side_power)))
-    after = float(np.sum(weight * (spectrum.mid_power * mid_gain + spectrum.side_power * side_gain)))
+    after = float(
+        np.sum(weight * (spectrum.mid_power * mid_gain + spectrum.side_power * side_gain))
+    )
     if before <= 0 or after <= 0:
         return 0.0
-    return 10.0 * np.log10(after / before)
+    return float(10.0 * np.log10(after / before))
 
 
 def plan_width(analysis: TrackAnalysis, *, strength: float) -> WidthPlan:
@@ -210,12 +219,14 @@ def make_plan(
     if not solution.reachable:
         notes.append(
             f"{MessageCode.TARGET_UNREACHABLE:d}: {target.lufs:g} LUFS is out of reach under a "
-            f"{target.ceiling_dbtp:g} dBTP ceiling; about {solution.integrated_lufs:.1f} LUFS is the most"
+            f"{target.ceiling_dbtp:g} dBTP ceiling; about {solution.integrated_lufs:.1f} LUFS "
+            "is the most"
         )
     if solution.limiter_max_db > 6.0:
         notes.append(
             f"{MessageCode.HEAVY_LIMITING:d}: reaching {target.lufs:g} LUFS takes up to "
-            f"{solution.limiter_max_db:.1f} dB of limiting (average {solution.limiter_mean_db:.2f} dB)"
+            f"{solution.limiter_max_db:.1f} dB of limiting "
+            f"(average {solution.limiter_mean_db:.2f} dB)"
         )
     return MasteringPlan(
         sample_rate=analysis.sample_rate,

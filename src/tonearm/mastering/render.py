@@ -15,6 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,15 +27,17 @@ from tonearm.audio_io import (
     output_format_for,
     probe,
 )
-from tonearm.audio_io.encode import BitDepth
 from tonearm.errors import EncodeError, ParameterError, TonearmError
 from tonearm.events import MessageCode, ProgressCallback, ProgressEvent
 from tonearm.mastering.analysis import MeasuredLevels, analyze_file, measure_file
 from tonearm.mastering.chain import MasteringChain, render_blocks
-from tonearm.mastering.plan import MasteringPlan
 from tonearm.mastering.planner import make_plan
 from tonearm.mastering.report import MasteringReport
 from tonearm.mastering.targets import DEFAULT_TARGET, LoudnessTarget
+
+if TYPE_CHECKING:
+    from tonearm.audio_io.encode import BitDepth
+    from tonearm.mastering.plan import MasteringPlan
 
 __all__ = ["MasterSettings", "default_output_path", "master_file"]
 
@@ -162,7 +165,9 @@ def master_file(
     notes = list(plan.notes)
     timings["render"] = timings["verify"] = 0.0
     token = secrets.token_hex(4)
-    staging = target_path.with_name(f".{target_path.name}.{token}.tonearm-stage{target_path.suffix}")
+    staging = target_path.with_name(
+        f".{target_path.name}.{token}.tonearm-stage{target_path.suffix}"
+    )
     measured: MeasuredLevels | None = None
     chain: MasteringChain | None = None
     attempt = 0
@@ -193,7 +198,8 @@ def master_file(
             if attempt == settings.max_passes:
                 if overshoot_db <= 0 and abs(error_lu) <= 0.5:
                     notes.append(
-                        f"{MessageCode.LOUDNESS_TOLERANCE:d}: output is {-error_lu:+.2f} LU from the target"
+                        f"{MessageCode.LOUDNESS_TOLERANCE:d}: output is {-error_lu:+.2f} LU "
+                        "from the target"
                     )
                     break
                 raise TonearmError(
@@ -233,4 +239,3 @@ def master_file(
         timings_s=timings,
         notes=tuple(notes),
     )
-

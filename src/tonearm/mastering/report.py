@@ -8,17 +8,23 @@ Its JSON (``to_dict``) is the contract of ``--report`` and of a finished job: ``
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tonearm.dsp.dynamics import GainReductionStats
 from tonearm.mastering.analysis import MeasuredLevels, finite_or_none
-from tonearm.mastering.plan import MasteringPlan
+
+if TYPE_CHECKING:
+    from tonearm.dsp.dynamics import GainReductionStats
+    from tonearm.mastering.plan import MasteringPlan
 
 __all__ = ["MasteringReport"]
 
 
 def _db(value: float, unit: str) -> str:
-    return f"{value:6.2f} {unit}" if value == value and abs(value) != float("inf") else f"  -inf {unit}"
+    return (
+        f"{value:6.2f} {unit}"
+        if value == value and abs(value) != float("inf")
+        else f"  -inf {unit}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +93,17 @@ class MasteringReport:
         """A short human summary, one fact per line."""
         target = self.plan.target
         plan = self.plan
+        pairs = [
+            (name, _db(getattr(self.input, field), unit), _db(getattr(self.output, field), unit))
+            for name, field, unit in (
+                ("loudness", "integrated_lufs", "LUFS"),
+                ("true peak", "true_peak_dbtp", "dBTP"),
+                ("LRA", "loudness_range_lu", "LU"),
+            )
+        ]
         lines = [
             f"target     {target.name}: {target.lufs:g} LUFS, ceiling {target.ceiling_dbtp:g} dBTP",
-            f"loudness   {_db(self.input.integrated_lufs, 'LUFS')} -> {_db(self.output.integrated_lufs, 'LUFS')}",
-            f"true peak  {_db(self.input.true_peak_dbtp, 'dBTP')} -> {_db(self.output.true_peak_dbtp, 'dBTP')}",
-            f"LRA        {_db(self.input.loudness_range_lu, 'LU  ')} -> {_db(self.output.loudness_range_lu, 'LU')}",
+            *(f"{name:<10} {before} -> {after}" for name, before, after in pairs),
             f"gain       {plan.gain_db:+.2f} dB; limiter max {self.limiter.max_db:.2f} dB, "
             f"average {self.limiter.mean_db:.2f} dB",
         ]
@@ -102,7 +114,8 @@ class MasteringReport:
             )
         if plan.dynamics is not None and self.compressor is not None:
             lines.append(
-                f"dynamics   {plan.dynamics.ratio:.1f}:1 above {plan.dynamics.threshold_dbfs:.1f} dBFS, "
+                f"dynamics   {plan.dynamics.ratio:.1f}:1 above "
+                f"{plan.dynamics.threshold_dbfs:.1f} dBFS, "
                 f"max {self.compressor.max_db:.1f} dB"
             )
         if plan.width.side_gain_db:

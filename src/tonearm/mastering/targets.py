@@ -26,11 +26,13 @@ class LoudnessTarget:
     def __post_init__(self) -> None:
         if not MIN_TARGET_LUFS <= self.lufs <= MAX_TARGET_LUFS:
             raise ParameterError(
-                f"target loudness {self.lufs} LUFS is outside {MIN_TARGET_LUFS:g}..{MAX_TARGET_LUFS:g}"
+                f"target loudness {self.lufs} LUFS is outside "
+                f"{MIN_TARGET_LUFS:g}..{MAX_TARGET_LUFS:g}"
             )
         if not MIN_CEILING_DBTP <= self.ceiling_dbtp <= MAX_CEILING_DBTP:
             raise ParameterError(
-                f"ceiling {self.ceiling_dbtp} dBTP is outside {MIN_CEILING_DBTP:g}..{MAX_CEILING_DBTP:g}"
+                f"ceiling {self.ceiling_dbtp} dBTP is outside "
+                f"{MIN_CEILING_DBTP:g}..{MAX_CEILING_DBTP:g}"
             )
 
 
