@@ -319,6 +319,8 @@ def test_concurrent_content_analysis(bach_excerpt: Excerpt) -> None:
         assert got.loudness.integrated_lufs == want.loudness.integrated_lufs
         assert got.loudness.loudness_range_lu == want.loudness.loudness_range_lu
         assert got.true_peak_dbtp == want.true_peak_dbtp
+        assert got.fingerprint is not None
+        assert want.fingerprint is not None
         assert_identical(got.fingerprint.as_vector(), want.fingerprint.as_vector())
         assert_identical(got.spectrum, want.spectrum)
         assert_identical(got.chunks, want.chunks)

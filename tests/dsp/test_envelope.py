@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from tonearm.dsp.envelope import GainEnvelope, causal_moving_average, running_max
+from tonearm.dsp.envelope import (
+    ControlRateGainEnvelope,
+    GainEnvelope,
+    causal_moving_average,
+    running_max,
+)
 from tonearm.errors import ParameterError
 
 
@@ -101,3 +106,34 @@ def test_reset_forgets_state() -> None:
     env.reset()
     again = env.process(np.full(100, 6.0))
     np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize(("decimation", "lookahead"), [(1, 10), (8, 132), (16, 20), (8, 3)])
+def test_control_rate_envelope_keeps_the_guarantee(decimation: int, lookahead: int) -> None:
+    rng = np.random.default_rng(decimation)
+    required = np.where(rng.random(30_000) > 0.995, rng.random(30_000) * 15.0, 0.0)
+    env = ControlRateGainEnvelope(
+        lookahead_frames=lookahead, release_frames=2000.0, decimation=decimation
+    )
+    cuts = np.sort(rng.choice(np.arange(1, 30_000), size=25, replace=False))
+    out = np.concatenate(
+        [env.process(p) for p in (*np.split(required, cuts), np.zeros(env.latency_frames))]
+    )
+    assert out.shape[0] == 30_000 + env.latency_frames
+    aligned = out[env.latency_frames :]
+    assert np.all(aligned >= required - 1e-9)
+    assert aligned.max() <= required.max() + 1e-9  # never more than the loudest requirement
+
+
+def test_control_rate_envelope_is_block_split_invariant() -> None:
+    rng = np.random.default_rng(5)
+    required = np.where(rng.random(20_000) > 0.99, rng.random(20_000) * 6.0, 0.0)
+
+    def run(sizes: int) -> np.ndarray:
+        env = ControlRateGainEnvelope(lookahead_frames=132, release_frames=4410.0, decimation=8)
+        return np.concatenate(
+            [env.process(required[i : i + sizes]) for i in range(0, 20_000, sizes)]
+        )
+
+    np.testing.assert_allclose(run(20_000), run(333), atol=1e-9)
+    np.testing.assert_allclose(run(20_000), run(1), atol=1e-9)

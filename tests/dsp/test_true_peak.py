@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 
@@ -306,3 +307,22 @@ def test_two_threads_give_the_sequential_results() -> None:
         thread.join(timeout=60.0)
     assert results == dict(enumerate(sequential))
     assert sequential[0] != sequential[1]
+
+
+@pytest.mark.parametrize("floor", [0.05, 0.3, 0.9])
+def test_detector_floor_is_exact_above_and_under_below(floor: float) -> None:
+    """With a floor, values above it are exact; the rest stay at or under it (a limiter's view)."""
+    rng = np.random.default_rng(11)
+    audio = (rng.standard_normal((2, 50_000)) * 0.2).astype(np.float32)
+    audio[:, 20_000:20_050] *= 4.0  # a loud burst among quiet music
+    exact = TruePeakDetector(channels=2)
+    floored = TruePeakDetector(channels=2)
+    cuts = [0, 777, 20_010, 33_333, 50_000]
+    whole = exact.process(audio)
+    parts = np.concatenate(
+        [floored.process(audio[:, a:b], floor=floor) for a, b in itertools.pairwise(cuts)]
+    )
+    above = whole > floor
+    np.testing.assert_array_equal(parts[above], whole[above])
+    assert np.all(parts[~above] <= floor)
+    assert np.all(parts <= whole)

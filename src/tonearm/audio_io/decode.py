@@ -74,6 +74,10 @@ class AudioReader:
     ----------
     path : str or os.PathLike
         The input file.
+    info : AudioInfo, optional
+        What :func:`~tonearm.audio_io.probe.probe` already found for this file in this run.
+        Given, the reader trusts it and skips the probe (the truncation checks seek to the end
+        of the file, tens of milliseconds for a long FLAC); decoding still raises on damage.
 
     Raises
     ------
@@ -87,9 +91,15 @@ class AudioReader:
     iterations of one reader.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, info: AudioInfo | None = None) -> None:
         self._name = os.fspath(path)
-        self._info, self._handle = open_audio(path)
+        if info is not None and info.decoder == "soundfile":
+            self._info = info
+            self._handle: sf.SoundFile | None = reopen_soundfile(info.path, self._name)
+        elif info is not None:
+            self._info, self._handle = info, None
+        else:
+            self._info, self._handle = open_audio(path)
         self._fresh = True
         self._closed = False
         info = self._info

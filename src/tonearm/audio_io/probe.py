@@ -254,7 +254,9 @@ def _check_tail(handle: sf.SoundFile, file: Path, name: str, *, frames: int) -> 
     """
     try:
         handle.seek(frames - 1)
-        if handle.read(1, dtype="float32", always_2d=True).shape[0] == 1:
+        # read_frames_into, not handle.read: soundfile's read() adds three tell() calls, each a
+        # seek, which for FLAC costs tens of milliseconds on a long file
+        if read_frames_into(handle, np.empty((1, handle.channels), dtype=np.float32)) == 1:
             return
     except (sf.SoundFileError, RuntimeError):
         pass

@@ -4,8 +4,9 @@ Both are streaming processors on float32 ``(channels, frames)`` blocks, with the
 (one gain for all channels, so the stereo image never shifts). ``process`` returns as many frames
 as it is given, delayed by ``latency_frames``; the caller feeds ``latency_frames`` of silence at
 the end of a stream and drops the first ``latency_frames`` of output. ``reset()`` starts a new
-stream. Gain curves come from :class:`tonearm.dsp.envelope.GainEnvelope`, so every frame gets at
-least the reduction it requires, ramped in over the lookahead and released exponentially.
+stream. Gain curves come from :class:`tonearm.dsp.envelope.ControlRateGainEnvelope`, so every frame
+gets at least the reduction it requires, ramped in over the lookahead and released
+exponentially, computed at a control rate (0.18 ms steps for the limiter) and interpolated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from tonearm.dsp.envelope import GainEnvelope, causal_moving_average
+from tonearm.dsp.envelope import ControlRateGainEnvelope, causal_moving_average
 from tonearm.dsp.true_peak import TruePeakDetector
 from tonearm.errors import ParameterError
 
@@ -32,6 +33,14 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+
+LIMITER_CONTROL_PERIOD_S = 0.18e-3  # 8 frames at 44.1 kHz
+COMPRESSOR_CONTROL_PERIOD_S = 0.7e-3  # 32 frames at 44.1 kHz
+
+
+def _control_decimation(period_s: float, *, sample_rate: int) -> int:
+    """Audio frames per gain-control step for a control period."""
+    return max(1, round(period_s * sample_rate))
 
 
 def db_to_gain(db: float) -> float:
@@ -187,9 +196,10 @@ class Compressor:
         self.knee_db = knee_db
         self.max_reduction_db = max_reduction_db
         self._rms_frames = max(1, round(rms_window_ms * 1e-3 * sample_rate))
-        self._envelope = GainEnvelope(
+        self._envelope = ControlRateGainEnvelope(
             lookahead_frames=max(1, round(attack_ms * 1e-3 * sample_rate)),
             release_frames=max(1.0, release_ms * 1e-3 * sample_rate),
+            decimation=_control_decimation(COMPRESSOR_CONTROL_PERIOD_S, sample_rate=sample_rate),
         )
         self.latency_frames = self._envelope.latency_frames
         self._delay = _DelayLine(channels=channels, delay_frames=self.latency_frames)
@@ -233,7 +243,7 @@ class TruePeakLimiter:
 
     Detection runs on the 4x-oversampled signal (:class:`TruePeakDetector`, BS.1770-4 Annex 2
     interpolator), channels linked. For each frame the required reduction is
-    ``max(0, 20 log10(peak / ceiling))``; :class:`GainEnvelope` holds it over the lookahead,
+    ``max(0, 20 log10(peak / ceiling))``; the gain envelope holds it over the lookahead,
     releases it exponentially and ramps it in smoothly, never below the requirement. The
     internal ceiling sits ``safety_margin_db`` under the target to absorb the small
     interpolation error of applying a gain that changes within the interpolator's span.
@@ -272,9 +282,10 @@ class TruePeakLimiter:
         self._input_gain = np.float32(db_to_gain(input_gain_db))
         self._ceiling = db_to_gain(ceiling_dbtp - safety_margin_db)
         self._detector = TruePeakDetector(channels=channels)
-        self._envelope = GainEnvelope(
+        self._envelope = ControlRateGainEnvelope(
             lookahead_frames=max(2, round(lookahead_ms * 1e-3 * sample_rate)),
             release_frames=max(1.0, release_ms * 1e-3 * sample_rate),
+            decimation=_control_decimation(LIMITER_CONTROL_PERIOD_S, sample_rate=sample_rate),
         )
         self.latency_frames = self._detector.latency_frames + self._envelope.latency_frames
         self._delay = _DelayLine(channels=channels, delay_frames=self.latency_frames)
@@ -295,7 +306,7 @@ class TruePeakLimiter:
     def process(self, block: AudioArray) -> AudioArray:
         """Limit one block; returns the same number of frames, ``latency_frames`` late."""
         boosted = block * self._input_gain if self._input_gain != 1 else block
-        peaks = self._detector.process(boosted)
+        peaks = self._detector.process(boosted, floor=self._ceiling)
         required = np.zeros(peaks.shape[0], dtype=np.float64)
         over = peaks > self._ceiling
         if over.any():

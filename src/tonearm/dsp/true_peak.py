@@ -215,6 +215,40 @@ def _check_block(block: object, channels: int) -> AudioArray:
     return audio
 
 
+def _subchunk_bounds(extended: AudioArray, *, size: int) -> NDArray[np.float64]:
+    """Upper bound of the oversampled values of each ``size``-frame sub-chunk of windows.
+
+    ``extended`` is ``(channels, frames + 11)``: the windows of output frames
+    ``[j * size, (j + 1) * size)`` read ``extended[:, j * size : (j + 1) * size + 11]``. The
+    bound is ``min(L1 M, A M + W D2)`` of :func:`_bound_factors` over that span, with ``M`` the
+    largest ``|x|`` and ``D2`` the largest ``|second difference|``.
+    """
+    total = extended.shape[1]
+    frames = total - _HISTORY
+    count = -(-frames // size)
+    magnitude = np.abs(extended).max(axis=0)
+    second = extended[:, 2:] - extended[:, 1:-1] * np.float32(2.0)
+    second += extended[:, :-2]
+    curvature = np.abs(second).max(axis=0)
+    # Windows of sub-chunk j read magnitude[j*size : (j+1)*size + 11] and curvature
+    # [j*size : (j+1)*size + 9]: both within segments j and j + 1.
+    starts = np.arange(0, total, size)
+    segment_magnitude = np.maximum.reduceat(magnitude, starts).astype(np.float64)
+    segment_curvature = np.zeros(starts.size, dtype=np.float64)
+    segment_curvature[: -(-curvature.size // size)] = np.maximum.reduceat(
+        curvature, starts[starts < curvature.size]
+    )
+    span_magnitude = np.append(segment_magnitude, 0.0)
+    span_magnitude = np.maximum(span_magnitude[:count], span_magnitude[1 : count + 1])
+    span_curvature = np.append(segment_curvature, 0.0)
+    span_curvature = np.maximum(span_curvature[:count], span_curvature[1 : count + 1])
+    linear, curved, l1 = _bound_factors()
+    bounds: NDArray[np.float64] = np.minimum(
+        l1 * span_magnitude, linear * span_magnitude + curved * span_curvature
+    )
+    return bounds * _BOUND_MARGIN
+
+
 class TruePeakDetector:
     """Streaming, channel-linked 4x true-peak envelope for a lookahead limiter.
 
@@ -243,21 +277,26 @@ class TruePeakDetector:
         """Forget the carried input frames (start of a new stream)."""
         self._tail = np.zeros_like(self._tail)
 
-    def process(self, block: AudioArray) -> NDArray[np.float32]:
+    def process(self, block: AudioArray, *, floor: float = 0.0) -> NDArray[np.float32]:
         """True-peak envelope of one block (BS.1770-4 Annex 2 steps 2-3, per frame).
 
         Parameters
         ----------
         block : ndarray, shape (channels, frames), float32
+        floor : float
+            Linear level below which the exact value does not matter (a limiter's ceiling).
+            Sub-chunks of 1024 frames whose bound (see :func:`_subchunk_bounds`) is at or under
+            ``floor`` report their sample peak instead, which is also under ``floor``, and skip
+            the oversampling. Values above ``floor`` are always exact. 0 computes everything.
 
         Returns
         -------
         ndarray, shape (frames,), float32
             Linear peak per input frame, delayed by :attr:`latency_frames` (see class docstring).
         """
-        return self._process(_check_block(block, self.channels))
+        return self._process(_check_block(block, self.channels), floor=floor)
 
-    def _process(self, block: AudioArray) -> NDArray[np.float32]:
+    def _process(self, block: AudioArray, *, floor: float = 0.0) -> NDArray[np.float32]:
         frames = block.shape[1]
         out = np.empty(frames, dtype=np.float32)
         centre = _HISTORY - LATENCY_FRAMES  # window i's phase 0 is frame i + 5 of `extended`
@@ -266,8 +305,27 @@ class TruePeakDetector:
             size = chunk.shape[1]
             extended = np.concatenate((self._tail, chunk), axis=1)
             part = out[start : start + size]
-            part[:] = _odd_phase_abs_max(extended, self._scratch)
-            np.maximum(part, np.abs(extended[:, centre : centre + size]).max(axis=0), out=part)
+            part[:] = np.abs(extended[:, centre : centre + size]).max(axis=0)
+            if floor > 0.0:
+                needed = _subchunk_bounds(extended, size=_METER_SUBCHUNK) > floor
+                edges = np.flatnonzero(np.diff(np.concatenate(([0], needed.view(np.int8), [0]))))
+                runs: list[tuple[int, int]] = list(
+                    zip(
+                        (edges[::2] * _METER_SUBCHUNK).tolist(),
+                        (edges[1::2] * _METER_SUBCHUNK).tolist(),
+                        strict=True,
+                    )
+                )
+            else:
+                runs = [(0, size)]
+            for first, last in runs:
+                last = min(last, size)
+                window = extended[:, first : last + _HISTORY]
+                np.maximum(
+                    part[first:last],
+                    _odd_phase_abs_max(window, self._scratch),
+                    out=part[first:last],
+                )
             self._tail = extended[:, -_HISTORY:].copy()
         return out
 
@@ -329,31 +387,12 @@ class TruePeakMeter:
 
     def _measure(self, extended: AudioArray) -> None:
         """Update the running peak with the windows of ``extended`` (channels, frames + 11)."""
-        total = extended.shape[1]
-        frames = total - _HISTORY
-        size = _METER_SUBCHUNK
-        count = -(-frames // size)
-        magnitude = np.abs(extended).max(axis=0)
+        frames = extended.shape[1] - _HISTORY
+        count = -(-frames // _METER_SUBCHUNK)
         # Phase 0 is exact: every sample is a point of the oversampled signal (now or at flush).
-        peak = max(self._peak, float(magnitude.max()))
-        second = extended[:, 2:] - extended[:, 1:-1] * np.float32(2.0)
-        second += extended[:, :-2]
-        curvature = np.abs(second).max(axis=0)
-        # Windows of sub-chunk j read magnitude[j*size : (j+1)*size + 11] and curvature
-        # [j*size : (j+1)*size + 9]: both within segments j and j + 1.
-        starts = np.arange(0, total, size)
-        segment_magnitude = np.maximum.reduceat(magnitude, starts).astype(np.float64)
-        segment_curvature = np.zeros(starts.size, dtype=np.float64)
-        segment_curvature[: -(-curvature.size // size)] = np.maximum.reduceat(
-            curvature, starts[starts < curvature.size]
-        )
-        span_magnitude = np.append(segment_magnitude, 0.0)
-        span_magnitude = np.maximum(span_magnitude[:count], span_magnitude[1 : count + 1])
-        span_curvature = np.append(segment_curvature, 0.0)
-        span_curvature = np.maximum(span_curvature[:count], span_curvature[1 : count + 1])
-        linear, curved, l1 = _bound_factors()
-        bounds = np.minimum(l1 * span_magnitude, linear * span_magnitude + curved * span_curvature)
-        selected = np.flatnonzero(bounds * _BOUND_MARGIN > peak)
+        peak = max(self._peak, float(np.abs(extended).max()))
+        bounds = _subchunk_bounds(extended, size=_METER_SUBCHUNK)
+        selected = np.flatnonzero(bounds > peak)
         if 2 * selected.size > count:
             # Mostly needed (loud, dense material): one contiguous pass beats gathering.
             for start in range(0, frames, _CHUNK_FRAMES):

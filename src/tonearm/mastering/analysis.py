@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from tonearm.audio_io import AudioReader
+from tonearm.audio_io import AudioInfo, AudioReader
 from tonearm.dsp.loudness import KWeighting, LoudnessMeter, LoudnessResult
 from tonearm.dsp.spectrum import MidSideSpectrum, SpectrumAccumulator
 from tonearm.dsp.stats import LevelStats, LevelStatsAccumulator
@@ -95,7 +95,7 @@ class TrackAnalysis:
     true_peak_dbtp: float
     levels: LevelStats
     spectrum: MidSideSpectrum
-    fingerprint: Fingerprint
+    fingerprint: Fingerprint | None
     chunks: ChunkLevels
 
     @property
@@ -119,8 +119,8 @@ class TrackAnalysis:
             "momentary_max_lufs": finite_or_none(self.loudness.momentary_max_lufs),
             "rms_dbfs": finite_or_none(self.levels.rms_dbfs),
             "width": self.levels.width,
-            "fingerprint": self.fingerprint.to_dict(),
-            "fingerprint_version": self.fingerprint.version,
+            "fingerprint": None if self.fingerprint is None else self.fingerprint.to_dict(),
+            "fingerprint_version": None if self.fingerprint is None else self.fingerprint.version,
         }
 
 
@@ -212,9 +212,13 @@ class _ChunkAccumulator:
 
 
 class TrackAnalyzer:
-    """Streaming analysis of one track; ``push`` blocks, then ``result()``; ``reset()`` to reuse."""
+    """Streaming analysis of one track; ``push`` blocks, then ``result()``; ``reset()`` to reuse.
 
-    def __init__(self, *, sample_rate: int, channels: int) -> None:
+    ``fingerprint=False`` skips the 25-value fingerprint (the library needs it, a master does
+    not); the result's ``fingerprint`` is then None.
+    """
+
+    def __init__(self, *, sample_rate: int, channels: int, fingerprint: bool = True) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
         self._weighting = KWeighting(sample_rate=sample_rate, channels=channels)
@@ -222,7 +226,11 @@ class TrackAnalyzer:
         self._true_peak = TruePeakMeter(channels=channels)
         self._levels = LevelStatsAccumulator(channels=channels)
         self._spectrum = SpectrumAccumulator(sample_rate=sample_rate, channels=channels)
-        self._fingerprint = FingerprintAccumulator(sample_rate=sample_rate, channels=channels)
+        self._fingerprint = (
+            FingerprintAccumulator(sample_rate=sample_rate, channels=channels)
+            if fingerprint
+            else None
+        )
         self._chunks = _ChunkAccumulator(sample_rate=sample_rate)
         self._frames = 0
 
@@ -234,10 +242,11 @@ class TrackAnalyzer:
             self._true_peak,
             self._levels,
             self._spectrum,
-            self._fingerprint,
             self._chunks,
         ):
             part.reset()
+        if self._fingerprint is not None:
+            self._fingerprint.reset()
         self._frames = 0
 
     def push(self, block: AudioArray) -> None:
@@ -247,7 +256,8 @@ class TrackAnalyzer:
         self._true_peak.push(block)
         self._levels.push(block)
         self._spectrum.push(block)
-        self._fingerprint.push(block)
+        if self._fingerprint is not None:
+            self._fingerprint.push(block)
         self._chunks.push(block, weighted)
         self._frames += block.shape[1]
 
@@ -262,7 +272,9 @@ class TrackAnalyzer:
             true_peak_dbtp=self._true_peak.peak_dbtp,
             levels=self._levels.result(),
             spectrum=self._spectrum.result(),
-            fingerprint=self._fingerprint.result(integrated_lufs=loudness.integrated_lufs),
+            fingerprint=None
+            if self._fingerprint is None
+            else self._fingerprint.result(integrated_lufs=loudness.integrated_lufs),
             chunks=self._chunks.result(channels=self.channels),
         )
 
@@ -281,9 +293,10 @@ def analyze_blocks(
     channels: int,
     frames_total: int = 0,
     on_progress: ProgressCallback | None = None,
+    fingerprint: bool = True,
 ) -> TrackAnalysis:
     """Run the analysis pass over a stream of blocks."""
-    analyzer = TrackAnalyzer(sample_rate=sample_rate, channels=channels)
+    analyzer = TrackAnalyzer(sample_rate=sample_rate, channels=channels, fingerprint=fingerprint)
     done = 0
     for block in blocks:
         analyzer.push(block)
@@ -307,9 +320,11 @@ def analyze_file(
     *,
     block_frames: int = DEFAULT_BLOCK_FRAMES,
     on_progress: ProgressCallback | None = None,
+    info: AudioInfo | None = None,
+    fingerprint: bool = True,
 ) -> TrackAnalysis:
-    """Analyse a file in one streaming pass (flat memory)."""
-    with AudioReader(path) as reader:
+    """Analyse a file in one streaming pass (flat memory); ``info`` skips a repeated probe."""
+    with AudioReader(path, info=info) as reader:
         info = reader.info
         return analyze_blocks(
             reader.blocks(block_frames=block_frames),
@@ -317,6 +332,7 @@ def analyze_file(
             channels=info.channels,
             frames_total=info.frames,
             on_progress=on_progress,
+            fingerprint=fingerprint,
         )
 
 

@@ -102,7 +102,7 @@ def _render_pass(
 ) -> None:
     done = 0
     with (
-        AudioReader(input_path) as reader,
+        AudioReader(input_path, info=info) as reader,
         AtomicAudioWriter(
             staging,
             sample_rate=info.sample_rate,
@@ -147,7 +147,13 @@ def master_file(
     timings: dict[str, float] = {}
 
     mark = time.perf_counter()
-    analysis = analyze_file(source, block_frames=settings.block_frames, on_progress=on_progress)
+    analysis = analyze_file(
+        source,
+        block_frames=settings.block_frames,
+        on_progress=on_progress,
+        info=info,
+        fingerprint=False,  # a master does not use it; the library's analysis does
+    )
     timings["analyse"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
