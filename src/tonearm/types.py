@@ -14,7 +14,15 @@ import numpy.typing as npt
 
 from tonearm.errors import ParameterError
 
-__all__ = ["MAX_CHANNELS", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "AudioArray", "validate_audio"]
+__all__ = [
+    "MAX_CHANNELS",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "AudioArray",
+    "validate_audio",
+    "validate_block",
+    "validate_channels",
+]
 
 AudioArray: TypeAlias = npt.NDArray[np.float32]
 """float32 array of shape ``(channels, frames)``."""
@@ -60,4 +68,23 @@ def validate_audio(
         )
     if check_finite and audio.size and not np.isfinite(audio).all():
         raise ParameterError("audio contains NaN or Inf samples")
+    return audio
+
+
+def validate_channels(channels: object) -> int:
+    """Check a channel count (1 or 2) for a stream processor and return it."""
+    if isinstance(channels, bool) or not isinstance(channels, int):
+        raise ParameterError(f"channels must be 1 or {MAX_CHANNELS}, got {channels!r}")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ParameterError(f"channels must be 1 or {MAX_CHANNELS}, got {channels!r}")
+    return channels
+
+
+def validate_block(block: object, *, channels: int) -> AudioArray:
+    """:func:`validate_audio`, plus the channel count a stream processor was built for."""
+    audio = validate_audio(block)
+    if audio.shape[0] != channels:
+        raise ParameterError(
+            f"expected a block with {channels} channel(s), got shape {audio.shape}"
+        )
     return audio

@@ -31,7 +31,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from tonearm.dsp.filters import k_weighting_sos
 from tonearm.errors import ParameterError
-from tonearm.types import MAX_CHANNELS, validate_audio
+from tonearm.types import validate_audio, validate_block, validate_channels
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -105,20 +105,6 @@ class LoudnessResult:
     momentary_max_lufs: float
     short_term_max_lufs: float
     short_term_lufs: NDArray[np.float32]
-
-
-def _check_channels(channels: int) -> None:
-    if not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
-        raise ParameterError(f"channels must be 1 or {MAX_CHANNELS}, got {channels!r}")
-
-
-def _check_block(block: object, channels: int) -> AudioArray:
-    audio = validate_audio(block)
-    if audio.shape[0] != channels:
-        raise ParameterError(
-            f"expected a block with {channels} channel(s), got shape {audio.shape}"
-        )
-    return audio
 
 
 def _as_energies(subblock_energies: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -269,7 +255,7 @@ class KWeighting:
     """
 
     def __init__(self, *, sample_rate: int, channels: int) -> None:
-        _check_channels(channels)
+        validate_channels(channels)
         # A private writable float32 copy: sosfilt rejects read-only coefficient arrays.
         self._sos: NDArray[np.float32] = k_weighting_sos(sample_rate).astype(np.float32)
         self.sample_rate = sample_rate
@@ -292,7 +278,7 @@ class KWeighting:
         ndarray, shape (channels, frames), float32
             The K-weighted block.
         """
-        return self._process(_check_block(block, self.channels))
+        return self._process(validate_block(block, channels=self.channels))
 
     def _process(self, block: AudioArray) -> AudioArray:
         if block.shape[1] == 0:
@@ -347,7 +333,7 @@ class LoudnessMeter:
         ----------
         block : ndarray, shape (channels, frames), float32
         """
-        self._push(_check_block(block, self.channels))
+        self._push(validate_block(block, channels=self.channels))
 
     def _push(self, audio: AudioArray) -> None:
         for start in range(0, audio.shape[1], _CHUNK_FRAMES):
@@ -361,7 +347,7 @@ class LoudnessMeter:
         ----------
         weighted_block : ndarray, shape (channels, frames), float32
         """
-        audio = _check_block(weighted_block, self.channels)
+        audio = validate_block(weighted_block, channels=self.channels)
         for start in range(0, audio.shape[1], _CHUNK_FRAMES):
             self._accumulate(audio[:, start : start + _CHUNK_FRAMES])
 

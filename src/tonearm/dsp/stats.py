@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tonearm.errors import ParameterError
-from tonearm.types import MAX_CHANNELS, validate_audio
+from tonearm.types import validate_audio, validate_block, validate_channels
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -83,9 +82,7 @@ class LevelStatsAccumulator:
     """
 
     def __init__(self, *, channels: int) -> None:
-        if not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
-            raise ParameterError(f"channels must be 1 or {MAX_CHANNELS}, got {channels!r}")
-        self.channels = channels
+        self.channels = validate_channels(channels)
         self.reset()
 
     def reset(self) -> None:
@@ -103,12 +100,7 @@ class LevelStatsAccumulator:
         ----------
         block : ndarray, shape (channels, frames), float32
         """
-        audio = validate_audio(block)
-        if audio.shape[0] != self.channels:
-            raise ParameterError(
-                f"expected a block with {self.channels} channel(s), got shape {audio.shape}"
-            )
-        self._push(audio)
+        self._push(validate_block(block, channels=self.channels))
 
     def _push(self, audio: AudioArray) -> None:
         for start in range(0, audio.shape[1], _CHUNK_FRAMES):

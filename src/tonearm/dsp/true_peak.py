@@ -35,8 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tonearm.errors import ParameterError
-from tonearm.types import MAX_CHANNELS, validate_audio
+from tonearm.types import validate_audio, validate_block, validate_channels
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -201,20 +200,6 @@ def _odd_phase_abs_max(extended: AudioArray, scratch: _Scratch) -> NDArray[np.fl
     return result
 
 
-def _check_channels(channels: int) -> None:
-    if not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
-        raise ParameterError(f"channels must be 1 or {MAX_CHANNELS}, got {channels!r}")
-
-
-def _check_block(block: object, channels: int) -> AudioArray:
-    audio = validate_audio(block)
-    if audio.shape[0] != channels:
-        raise ParameterError(
-            f"expected a block with {channels} channel(s), got shape {audio.shape}"
-        )
-    return audio
-
-
 def _subchunk_bounds(extended: AudioArray, *, size: int) -> NDArray[np.float64]:
     """Upper bound of the oversampled values of each ``size``-frame sub-chunk of windows.
 
@@ -267,7 +252,7 @@ class TruePeakDetector:
     latency_frames: int
 
     def __init__(self, *, channels: int) -> None:
-        _check_channels(channels)
+        validate_channels(channels)
         self.channels = channels
         self.latency_frames = LATENCY_FRAMES
         self._tail = np.zeros((channels, _HISTORY), dtype=np.float32)
@@ -294,7 +279,7 @@ class TruePeakDetector:
         ndarray, shape (frames,), float32
             Linear peak per input frame, delayed by :attr:`latency_frames` (see class docstring).
         """
-        return self._process(_check_block(block, self.channels), floor=floor)
+        return self._process(validate_block(block, channels=self.channels), floor=floor)
 
     def _process(self, block: AudioArray, *, floor: float = 0.0) -> NDArray[np.float32]:
         frames = block.shape[1]
@@ -358,7 +343,7 @@ class TruePeakMeter:
     """
 
     def __init__(self, *, channels: int) -> None:
-        _check_channels(channels)
+        validate_channels(channels)
         self.channels = channels
         self._tail = np.zeros((channels, _HISTORY), dtype=np.float32)
         self._peak = 0.0
@@ -376,7 +361,7 @@ class TruePeakMeter:
         ----------
         block : ndarray, shape (channels, frames), float32
         """
-        self._push(_check_block(block, self.channels))
+        self._push(validate_block(block, channels=self.channels))
 
     def _push(self, block: AudioArray) -> None:
         for start in range(0, block.shape[1], _METER_CHUNK_FRAMES):

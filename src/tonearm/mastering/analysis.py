@@ -3,8 +3,9 @@
 :class:`TrackAnalyzer` takes float32 ``(channels, frames)`` blocks and feeds, in one pass:
 BS.1770-4 loudness and EBU Tech 3342 loudness range, 4x true peak, level/width statistics, the
 loud-part mid/side spectrum, the 25-value fingerprint, and per-5 ms chunk levels for the gain
-model. Memory is flat apart from small per-time series (loudness at 10 values/s, chunk levels at
-200 values/s, about 17 MB for two hours).
+model. Memory is bounded whatever the length: loudness keeps 10 values per second (0.6 MB for
+two hours) and the chunk levels at most ``MAX_CHUNKS`` (5 ms chunks up to about 17 minutes,
+coarser beyond).
 
 :func:`measure_file` is the light version used to verify a written file.
 """
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = [
-    "CHUNKS_PER_SECOND",
+    "MAX_CHUNKS",
     "ChunkLevels",
     "MeasuredLevels",
     "TrackAnalysis",
@@ -41,7 +42,16 @@ __all__ = [
     "measure_file",
 ]
 
-CHUNKS_PER_SECOND = 200  # 5 ms chunks; 20 of them make one BS.1770 100 ms sub-block
+MAX_CHUNKS = 200_000  # bounds the gain model's memory (~2.4 MB stored, ~16 MB while solving)
+MAX_CHUNKS_PER_SUBBLOCK = 20  # 5 ms chunks; a whole number of them make a 100 ms sub-block
+
+
+def chunks_per_subblock_for(frames: int, *, sample_rate: int) -> int:
+    """Chunk resolution for a track: 20 per 100 ms, fewer when that would pass MAX_CHUNKS."""
+    subblocks = max(1.0, 10.0 * frames / sample_rate)
+    return int(min(MAX_CHUNKS_PER_SUBBLOCK, max(1, MAX_CHUNKS // subblocks)))
+
+
 DEFAULT_BLOCK_FRAMES = 65536
 
 
@@ -57,13 +67,21 @@ class ChunkLevels:
     All arrays have shape ``(chunks,)``. ``peak`` is the channel-linked sample peak (linear),
     ``k_energy`` the sum over channels of the K-weighted squared samples (BS.1770-4 eq. 2 with
     G = 1), ``mean_square`` the unweighted mean square over channels and frames, and
-    ``frames`` the chunk lengths (chunk ``j`` starts at ``(j * sample_rate + 100) // 200``).
+    ``frames`` the chunk lengths. There are ``chunks_per_subblock`` chunks per BS.1770 100 ms
+    sub-block (20, i.e. 5 ms chunks, unless the track is long); with ``c`` chunks per second,
+    chunk ``j`` starts at frame ``(2 j rate + c) // (2 c)``.
     """
 
     peak: npt.NDArray[np.float32]
     k_energy: npt.NDArray[np.float32]
     mean_square: npt.NDArray[np.float32]
     frames: npt.NDArray[np.int32]
+    chunks_per_subblock: int = MAX_CHUNKS_PER_SUBBLOCK
+
+    @property
+    def chunk_ms(self) -> float:
+        """Duration of one chunk in milliseconds."""
+        return 100.0 / self.chunks_per_subblock
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +158,12 @@ def _measured(
 
 
 class _ChunkAccumulator:
-    """Reduces K-weighted and plain blocks to :class:`ChunkLevels` at 200 chunks per second."""
+    """Reduces K-weighted and plain blocks to :class:`ChunkLevels`."""
 
-    def __init__(self, *, sample_rate: int) -> None:
+    def __init__(self, *, sample_rate: int, chunks_per_subblock: int) -> None:
         self._rate = sample_rate
+        self._per_subblock = chunks_per_subblock
+        self._per_second = 10 * chunks_per_subblock
         self.reset()
 
     def reset(self) -> None:
@@ -152,7 +172,7 @@ class _ChunkAccumulator:
         self._open = (0.0, 0.0, 0.0, 0)  # peak, k_energy, square sum, frames of the open chunk
 
     def _start(self, chunk: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        return (chunk * self._rate + 100) // 200
+        return (2 * chunk * self._rate + self._per_second) // (2 * self._per_second)
 
     def push(self, block: AudioArray, weighted: AudioArray) -> None:
         n = block.shape[1]
@@ -160,9 +180,10 @@ class _ChunkAccumulator:
             return
         first = self._position
         last = first + n
-        # chunk j starts at (j * rate + 100) // 200, so frame f lies in chunk (200 f + 99) // rate
-        first_chunk = (200 * first + 99) // self._rate
-        last_chunk = (200 * (last - 1) + 99) // self._rate
+        # chunk j starts at (2 j rate + c) // (2 c): frame f is in chunk (2 c f + c - 1) // (2 rate)
+        per_second = self._per_second
+        first_chunk = (2 * per_second * first + per_second - 1) // (2 * self._rate)
+        last_chunk = (2 * per_second * (last - 1) + per_second - 1) // (2 * self._rate)
         chunk_ids = np.arange(first_chunk + 1, last_chunk + 1, dtype=np.int64)
         starts = self._start(chunk_ids) - first
         cuts = np.concatenate(([0], starts)).astype(np.intp)
@@ -204,21 +225,29 @@ class _ChunkAccumulator:
             )
         if not parts:
             empty = np.zeros(0, dtype=np.float32)
-            return ChunkLevels(empty, empty, empty, np.zeros(0, dtype=np.int32))
+            return ChunkLevels(empty, empty, empty, np.zeros(0, dtype=np.int32), self._per_subblock)
         peak, k_energy, mean_square, frames = (
             np.concatenate(col) for col in zip(*parts, strict=True)
         )
-        return ChunkLevels(peak, k_energy, mean_square, frames.astype(np.int32))
+        return ChunkLevels(peak, k_energy, mean_square, frames.astype(np.int32), self._per_subblock)
 
 
 class TrackAnalyzer:
     """Streaming analysis of one track; ``push`` blocks, then ``result()``; ``reset()`` to reuse.
 
     ``fingerprint=False`` skips the 25-value fingerprint (the library needs it, a master does
-    not); the result's ``fingerprint`` is then None.
+    not); the result's ``fingerprint`` is then None. ``expected_frames`` (the probed length)
+    sets the chunk resolution so that memory stays bounded for long tracks.
     """
 
-    def __init__(self, *, sample_rate: int, channels: int, fingerprint: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        channels: int,
+        fingerprint: bool = True,
+        expected_frames: int = 0,
+    ) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
         self._weighting = KWeighting(sample_rate=sample_rate, channels=channels)
@@ -231,7 +260,10 @@ class TrackAnalyzer:
             if fingerprint
             else None
         )
-        self._chunks = _ChunkAccumulator(sample_rate=sample_rate)
+        self._chunks = _ChunkAccumulator(
+            sample_rate=sample_rate,
+            chunks_per_subblock=chunks_per_subblock_for(expected_frames, sample_rate=sample_rate),
+        )
         self._frames = 0
 
     def reset(self) -> None:
@@ -296,7 +328,12 @@ def analyze_blocks(
     fingerprint: bool = True,
 ) -> TrackAnalysis:
     """Run the analysis pass over a stream of blocks."""
-    analyzer = TrackAnalyzer(sample_rate=sample_rate, channels=channels, fingerprint=fingerprint)
+    analyzer = TrackAnalyzer(
+        sample_rate=sample_rate,
+        channels=channels,
+        fingerprint=fingerprint,
+        expected_frames=frames_total,
+    )
     done = 0
     for block in blocks:
         analyzer.push(block)
@@ -312,7 +349,9 @@ def analyze_audio(audio: AudioArray, *, sample_rate: int) -> TrackAnalysis:
         audio[:, start : start + DEFAULT_BLOCK_FRAMES]
         for start in range(0, audio.shape[1], DEFAULT_BLOCK_FRAMES)
     )
-    return analyze_blocks(blocks, sample_rate=sample_rate, channels=audio.shape[0])
+    return analyze_blocks(
+        blocks, sample_rate=sample_rate, channels=audio.shape[0], frames_total=audio.shape[1]
+    )
 
 
 def analyze_file(

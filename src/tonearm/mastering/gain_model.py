@@ -3,7 +3,7 @@
 The limiter is the one strongly non-linear stage: the louder the gain in front of it, the more
 it takes back. Rather than rendering the track several times to find the gain that lands on the
 target, the chain is simulated at 5 ms resolution on the :class:`ChunkLevels` of the analysis
-pass (200 values per second instead of 44 100):
+pass (200 values per second instead of 44 100; coarser for tracks over ~17 minutes):
 
 * EQ: its K-weighted loudness change and peak change, as flat offsets.
 * Compressor: the same soft-knee curve and lookahead/release envelope as the real stage, run on
@@ -37,8 +37,6 @@ __all__ = ["LoudnessPrediction", "PreLimiterLevels", "pre_limiter_levels", "pred
 
 FloatArray = npt.NDArray[np.float64]
 
-CHUNK_MS = 5.0
-CHUNKS_PER_SUBBLOCK = 20
 MIN_GAIN_DB = -40.0
 MAX_GAIN_DB = 60.0
 
@@ -51,6 +49,12 @@ class PreLimiterLevels:
     k_energy: FloatArray
     subblock_frames: FloatArray
     compressor_max_db: float
+    chunks_per_subblock: int
+
+    @property
+    def chunk_ms(self) -> float:
+        """Duration of one chunk in milliseconds."""
+        return 100.0 / self.chunks_per_subblock
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,7 @@ def pre_limiter_levels(
     k_energy = chunks.k_energy.astype(np.float64) * energy_scale
     compressor_max_db = 0.0
     if dynamics is not None and chunks.peak.shape[0]:
-        window = max(1, round(dynamics.rms_window_ms / CHUNK_MS))
+        window = max(1, round(dynamics.rms_window_ms / chunks.chunk_ms))
         mean_square = causal_moving_average(
             chunks.mean_square.astype(np.float64) * energy_scale, history=np.zeros(window - 1)
         )
@@ -104,18 +108,17 @@ def pre_limiter_levels(
             max_reduction_db=dynamics.max_reduction_db,
         )
         envelope = GainEnvelope(
-            lookahead_frames=max(1, round(dynamics.attack_ms / CHUNK_MS)),
-            release_frames=max(1.0, dynamics.release_ms / CHUNK_MS),
+            lookahead_frames=max(1, round(dynamics.attack_ms / chunks.chunk_ms)),
+            release_frames=max(1.0, dynamics.release_ms / chunks.chunk_ms),
         )
         reduction = _settle(envelope, required)
         compressor_max_db = float(reduction.max(initial=0.0))
         peak_db -= reduction
         k_energy *= 10.0 ** (-reduction / 10.0)
-    usable = (chunks.frames.shape[0] // CHUNKS_PER_SUBBLOCK) * CHUNKS_PER_SUBBLOCK
-    subblock_frames = (
-        chunks.frames[:usable].astype(np.float64).reshape(-1, CHUNKS_PER_SUBBLOCK).sum(axis=1)
-    )
-    return PreLimiterLevels(peak_db, k_energy, subblock_frames, compressor_max_db)
+    per = chunks.chunks_per_subblock
+    usable = (chunks.frames.shape[0] // per) * per
+    subblock_frames = chunks.frames[:usable].astype(np.float64).reshape(-1, per).sum(axis=1)
+    return PreLimiterLevels(peak_db, k_energy, subblock_frames, compressor_max_db, per)
 
 
 def predict(
@@ -125,15 +128,14 @@ def predict(
     ceiling_db = limiter.ceiling_dbtp - limiter.safety_margin_db
     required = np.maximum(levels.peak_db + gain_db - ceiling_db, 0.0)
     envelope = GainEnvelope(
-        lookahead_frames=max(1, round(limiter.lookahead_ms / CHUNK_MS)),
-        release_frames=max(1.0, limiter.release_ms / CHUNK_MS),
+        lookahead_frames=max(1, round(limiter.lookahead_ms / levels.chunk_ms)),
+        release_frames=max(1.0, limiter.release_ms / levels.chunk_ms),
     )
     reduction = _settle(envelope, required)
     energy = levels.k_energy * 10.0 ** ((gain_db - reduction) / 10.0)
     count = levels.subblock_frames.shape[0]
-    subblocks = (
-        energy[: count * CHUNKS_PER_SUBBLOCK].reshape(count, CHUNKS_PER_SUBBLOCK).sum(axis=1)
-    )
+    per = levels.chunks_per_subblock
+    subblocks = energy[: count * per].reshape(count, per).sum(axis=1)
     subblocks /= np.maximum(levels.subblock_frames, 1.0)
     return LoudnessPrediction(
         gain_db=gain_db,

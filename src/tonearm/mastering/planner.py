@@ -155,7 +155,7 @@ def plan_dynamics(
     if limiter_load <= LIMITER_COMFORT_DB:
         return None
     mean_square = analysis.chunks.mean_square.astype(np.float64)
-    window = 6  # 30 ms of 5 ms chunks
+    window = max(1, round(30.0 / analysis.chunks.chunk_ms))  # a 30 ms RMS window
     if mean_square.shape[0] < window:
         return None
     smoothed = np.convolve(mean_square, np.full(window, 1.0 / window), mode="valid")
