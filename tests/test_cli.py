@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -13,6 +15,7 @@ import pytest
 import soundfile as sf
 
 from tests.mastering import synth
+from tonearm.cli import main  # imported before any fork: the child may not read /root
 
 TONEARM = [sys.executable, "-m", "tonearm"]
 
@@ -80,19 +83,58 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path: Path) -> None:
         assert not any((tmp_path / "out").iterdir()), case  # no output, no temp file
 
 
+NOBODY = 65534
+
+
+def _cli_in_child(folder: Path, args: list[str], *, as_nobody: bool) -> tuple[int, str]:
+    """Run the real typer app in a forked child (as 'nobody' if asked); return (code, stderr).
+
+    Exec-ing the interpreter as 'nobody' is not possible where Python lives under /root, so
+    the child keeps the interpreter and gives up root itself before running the command.
+    """
+    # run the same command path once here, so every lazy import happens before the fork
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.suppress(SystemExit):
+        main([args[0], str(folder / "no-such-file.wav")])
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 70
+        try:
+            os.close(read_end)
+            sys.stderr = os.fdopen(write_end, "w")  # pytest has replaced the original
+            os.chdir(folder)
+            if as_nobody:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            try:
+                main(args)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as stream:
+        chunks.append(stream.read())
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), b"".join(chunks).decode()
+
+
 def test_unreadable_path_exits_2(tmp_path: Path, short_mix: Path) -> None:
-    locked = tmp_path / "locked.wav"
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o777)  # the unprivileged child works inside it
+    locked = folder / "locked.wav"
     locked.write_bytes(short_mix.read_bytes())
     locked.chmod(0)
-    try:
-        result = _run("master", locked, "-o", tmp_path / "o.wav")
-        if os.access(locked, os.R_OK):  # root reads anyway: then the master must simply work
-            assert result.returncode == 0, result.stderr
-        else:
-            assert result.returncode == 2
-            assert result.stderr.startswith("error: ")
-    finally:
-        locked.chmod(0o644)
+    # root reads anything: the child drops to 'nobody', which gets EACCES for real
+    code, stderr = _cli_in_child(
+        folder, ["master", "locked.wav", "-o", "out.wav"], as_nobody=os.geteuid() == 0
+    )
+    assert code == 2, stderr
+    assert stderr == "error: cannot read 'locked.wav': permission denied\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["locked.wav"]
 
 
 def test_output_in_missing_folder_and_same_as_input(tmp_path: Path, short_mix: Path) -> None:

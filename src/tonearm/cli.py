@@ -2,6 +2,8 @@
 
 Exit codes: 0 success, 2 bad input or bad usage (one line on stderr, no traceback, no output
 file left), 1 internal error (set ``TONEARM_DEBUG=1`` for the traceback), 130 interrupted.
+Paths are not pre-validated by click: :func:`tonearm.audio_io.probe` says what is wrong with a
+file in one line.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+# typer vendors click and exports only BadParameter; its base is the usage error of every kind
+UsageError: type[Exception] = typer.BadParameter.__mro__[1]
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -127,7 +131,9 @@ def _check_report_path(path: Path | None) -> None:
 
 @app.command()
 def master(
-    input_path: Annotated[Path, typer.Argument(metavar="IN", help="Mix to master.")],
+    input_path: Annotated[
+        Path, typer.Argument(metavar="IN", readable=False, help="Mix to master.")
+    ],
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="Output file; format follows its extension."),
@@ -169,7 +175,9 @@ def master(
 
 @app.command()
 def analyze(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Files to analyse.")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE...", readable=False, help="Files to analyse.")
+    ],
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per file, one per line.")
     ] = False,
@@ -221,6 +229,15 @@ def _root(
     """tonearm: adaptive mastering engine and music library."""
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: usage errors become one ``error:`` line and exit 2."""
+    try:
+        result = app(args=argv, prog_name="tonearm", standalone_mode=False)
+    except UsageError as exc:
+        message = exc.format_message()  # type: ignore[attr-defined]
+        stderr.print(f"error: {' '.join(message.split())}", markup=False)
+        sys.exit(2)
+    except typer.Abort:
+        stderr.print("interrupted", markup=False)
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
