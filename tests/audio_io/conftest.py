@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.music_paths import MUSIC_DIR
+
 if TYPE_CHECKING:
     from tonearm.types import AudioArray
 
-MUSIC_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "music"
 """The repository's sibling ``shared/fixtures/music`` (``/work/shared`` next to ``/work/main``)."""
 
 BACH = MUSIC_DIR / "bach_bwv66_6.flac"

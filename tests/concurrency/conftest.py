@@ -24,6 +24,7 @@ import pytest
 import soundfile as sf
 
 from tests.concurrency.helpers import Excerpt, MusicFiles
+from tests.music_paths import MUSIC_DIR
 
 THREADS = 10
 PROCESS_WORKERS = 2  # the machine has 2 cores
@@ -35,8 +36,6 @@ TEST_FILE_SECONDS = 2.0
 TEST_FILE_SAMPLE_RATE = 44100
 EXCERPT_START_S = 2.0
 EXCERPT_SECONDS = 10.0
-
-MUSIC_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "music"
 
 
 @pytest.fixture

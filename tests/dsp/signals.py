@@ -13,11 +13,11 @@ import numpy.typing as npt
 import scipy.signal
 import soundfile as sf
 
+from tests.music_paths import MUSIC_DIR
 from tonearm.dsp.filters import k_weighting_sos
 
 AudioArray = npt.NDArray[np.float32]
 
-MUSIC_DIR = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "music"
 BACH = MUSIC_DIR / "bach_bwv66_6.flac"
 JOPLIN = MUSIC_DIR / "joplin_maple_leaf_rag.flac"
 

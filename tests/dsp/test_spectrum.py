@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.music_paths import MUSIC_DIR
 from tonearm.dsp.spectrum import (
     BlockFramer,
     SpectrumAccumulator,
@@ -20,7 +19,7 @@ from tonearm.dsp.spectrum import (
 )
 from tonearm.errors import ParameterError
 
-MUSIC = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "music"
+MUSIC = MUSIC_DIR
 SR = 44100
 
 

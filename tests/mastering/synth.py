@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-MUSIC = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "music"
+from tests.music_paths import MUSIC_DIR
+
+MUSIC = MUSIC_DIR
 BACH = MUSIC / "bach_bwv66_6.flac"
 JOPLIN = MUSIC / "joplin_maple_leaf_rag.flac"
 BEETHOVEN = MUSIC / "beethoven_opus18no1.mp3"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.signal
 import soundfile as sf
 
+from tests.music_paths import MUSIC_DIR
 from tonearm.errors import ParameterError
 from tonearm.mastering.fingerprint import (
     FINGERPRINT_FIELDS,
@@ -21,7 +21,7 @@ from tonearm.mastering.fingerprint import (
     fingerprint_of,
 )
 
-MUSIC = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "music"
+MUSIC = MUSIC_DIR
 SR = 44100
 
 
