@@ -158,3 +158,12 @@ def test_no_staging_files_left(tmp_path: Path) -> None:
     source = synth.write(tmp_path / "in.wav", audio, rate)
     master_file(source, tmp_path / "out.flac")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.flac"]
+
+
+def test_decode_cache_does_not_change_the_master(tmp_path: Path) -> None:
+    audio, rate = synth.excerpt(synth.BACH, 6.0)
+    source = synth.write(tmp_path / "in.wav", audio, rate)
+    cached = master_file(source, tmp_path / "a.wav")
+    streamed = master_file(source, tmp_path / "b.wav", settings=MasterSettings(decode_cache_mib=0))
+    assert cached.plan == streamed.plan
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
