@@ -1,7 +1,8 @@
 """Benchmark ``tonearm master``: speed (x real time, one core) and peak memory.
 
 Each scenario runs in a fresh child process pinned to one core with single-threaded BLAS/FFT.
-After a warm-up master of one second (imports and first-call costs, paid once per process),
+After a warm-up master of four seconds (imports, FFT plans and first-call costs, paid once per
+process),
 it alternates the baseline (decode + write only, the same formats, no processing) and the full
 master ``--repeats`` times; it prints the best and the median master, and the ratio of the best
 master to the best baseline from the same process. Peak RSS is the child's ``ru_maxrss``.
@@ -76,11 +77,12 @@ def child(source: Path, output: Path, repeats: int) -> None:
     from tonearm.audio_io import AtomicAudioWriter, AudioReader, output_format_for, write_audio
     from tonearm.mastering import MasterSettings, master_file
 
-    # warm imports, caches and first-call costs outside the timed region: master one second
-    # of the same source (a CLI pays these once per process; a service once per worker)
+    # warm imports, FFT plans and first-call costs outside the timed region: master four
+    # seconds of the same source, longer than one 64k-frame block so the same FFT sizes are
+    # planned (a CLI pays these once per process; a service once per worker)
     warm_source = output.with_name("warm-in" + source.suffix)
     with AudioReader(source) as reader:
-        first = next(reader.blocks(block_frames=reader.info.sample_rate))
+        first = next(reader.blocks(block_frames=4 * reader.info.sample_rate))
         write_audio(warm_source, first, sample_rate=reader.info.sample_rate)
     master_file(warm_source, output.with_name("warm-out" + output.suffix))
     with AudioReader(source) as reader:
