@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +11,7 @@ import pyloudnorm
 import pytest
 import scipy.signal
 
+from tests.concurrency.helpers import map_concurrent
 from tests.dsp.signals import (
     BACH,
     JOPLIN,
@@ -391,19 +391,9 @@ def test_two_threads_give_the_sequential_results() -> None:
         return meter.result()
 
     sequential = [measure(audio) for audio in signals]
-    results: dict[int, LoudnessResult] = {}
-    barrier = threading.Barrier(2, timeout=30.0)
-
-    def worker(index: int) -> None:
-        barrier.wait()
-        for _ in range(3):
-            results[index] = measure(signals[index])
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60.0)
+    # two threads started together, each measuring three times (more chances to interleave)
+    parallel = map_concurrent(lambda audio: [measure(audio) for _ in range(3)][-1], signals)
+    results: dict[int, LoudnessResult] = dict(enumerate(parallel))
     for index, expected in enumerate(sequential):
         got = results[index]
         assert got.integrated_lufs == expected.integrated_lufs

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
+from tests.concurrency.helpers import map_concurrent
 from tests.dsp.signals import music_like, silence, sine, white_noise
 from tonearm.dsp.channels import to_mid_side
 from tonearm.dsp.stats import LevelStats, LevelStatsAccumulator, level_stats
@@ -142,18 +142,8 @@ def test_two_threads_give_the_sequential_results() -> None:
         return accumulator.result()
 
     sequential = [measure(a) for a in signals]
-    results: dict[int, LevelStats] = {}
-    barrier = threading.Barrier(2, timeout=30.0)
-
-    def worker(index: int) -> None:
-        barrier.wait()
-        for _ in range(3):
-            results[index] = measure(signals[index])
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60.0)
+    # two threads started together, each measuring three times (more chances to interleave)
+    parallel = map_concurrent(lambda audio: [measure(audio) for _ in range(3)][-1], signals)
+    results: dict[int, LevelStats] = dict(enumerate(parallel))
     assert results == dict(enumerate(sequential))
     assert sequential[0] != sequential[1]

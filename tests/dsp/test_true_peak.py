@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 import tonearm.dsp.true_peak as true_peak_module
+from tests.concurrency.helpers import map_concurrent
 from tests.dsp.signals import BACH, load_fixture, music_like, silence, sine, white_noise
 from tonearm.dsp.true_peak import (
     LATENCY_FRAMES,
@@ -292,20 +292,13 @@ def test_rejects_bad_input() -> None:
 def test_two_threads_give_the_sequential_results() -> None:
     signals = [music_like(s, sample_rate=44100, seconds=3.0) for s in (21, 22)]
     sequential = [(_brute_force_peak(a), true_peak(a)) for a in signals]
-    results: dict[int, tuple[float, float]] = {}
-    barrier = threading.Barrier(2, timeout=30.0)
 
-    def worker(index: int) -> None:
-        barrier.wait()
-        for _ in range(3):
-            results[index] = (_brute_force_peak(signals[index]), true_peak(signals[index]))
+    def measure(audio: npt.NDArray[np.float32]) -> tuple[float, float]:
+        return _brute_force_peak(audio), true_peak(audio)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60.0)
-    assert results == dict(enumerate(sequential))
+    # two threads started together, each measuring three times (more chances to interleave)
+    parallel = map_concurrent(lambda audio: [measure(audio) for _ in range(3)][-1], signals)
+    assert dict(enumerate(parallel)) == dict(enumerate(sequential))
     assert sequential[0] != sequential[1]
 
 

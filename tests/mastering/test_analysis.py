@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,18 @@ def test_coarse_chunks_predict_close_to_fine_ones() -> None:
     assert abs(error_lu(0.0)) < 0.01
     assert abs(error_lu(8.0)) < 0.1
     assert -1.0 < error_lu(14.0) <= 0.0
+
+
+def test_blocks_ending_exactly_on_chunk_boundaries() -> None:
+    """A block that ends where a chunk ends must not merge that chunk with the next one."""
+    rate = 44100
+    audio = synth.noise(rate, 3.0, seed=3)
+    whole = TrackAnalyzer(sample_rate=rate, channels=2)
+    whole.push(audio)
+    aligned = TrackAnalyzer(sample_rate=rate, channels=2)
+    boundaries = [(2 * j * rate + 200) // 400 for j in range(0, 600, 7)]  # chunk starts
+    for start, stop in itertools.pairwise([*boundaries, audio.shape[1]]):
+        aligned.push(audio[:, start:stop])
+    a, b = whole.result().chunks, aligned.result().chunks
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.peak, b.peak)

@@ -170,6 +170,7 @@ class _ChunkAccumulator:
         self._position = 0
         self._parts: list[tuple[npt.NDArray[np.float32], ...]] = []
         self._open = (0.0, 0.0, 0.0, 0)  # peak, k_energy, square sum, frames of the open chunk
+        self._open_chunk = -1  # index of the chunk the open sums belong to
 
     def _start(self, chunk: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         return (2 * chunk * self._rate + self._per_second) // (2 * self._per_second)
@@ -191,12 +192,16 @@ class _ChunkAccumulator:
         k_energy = np.add.reduceat(np.square(weighted).sum(axis=0), cuts)
         squares = np.add.reduceat(np.square(block).sum(axis=0), cuts)
         frames = np.diff(np.append(cuts, n))
-        open_peak, open_k, open_sq, open_frames = self._open
-        peak[0] = max(peak[0], open_peak)
-        k_energy[0] += open_k
-        squares[0] += open_sq
-        frames[0] += open_frames
+        if self._open_chunk == first_chunk:  # the block continues the open chunk
+            open_peak, open_k, open_sq, open_frames = self._open
+            peak[0] = max(peak[0], open_peak)
+            k_energy[0] += open_k
+            squares[0] += open_sq
+            frames[0] += open_frames
+        else:  # the previous block ended exactly where a chunk ends: it is complete
+            self._close_open(channels=block.shape[0])
         self._open = (float(peak[-1]), float(k_energy[-1]), float(squares[-1]), int(frames[-1]))
+        self._open_chunk = last_chunk
         if peak.shape[0] > 1:
             self._parts.append(
                 (
@@ -208,21 +213,22 @@ class _ChunkAccumulator:
             )
         self._position = last
 
-    def result(self, *, channels: int) -> ChunkLevels:
-        parts = list(self._parts)
+    def _open_part(self, *, channels: int) -> list[tuple[npt.NDArray[np.float32], ...]]:
+        """The open chunk as a finished part (empty list if nothing is open)."""
         open_peak, open_k, open_sq, open_frames = self._open
-        if open_frames:
-            parts.append(
-                tuple(
-                    np.array([value], dtype=np.float32)
-                    for value in (
-                        open_peak,
-                        open_k,
-                        open_sq / (open_frames * channels),
-                        open_frames,
-                    )
-                )
-            )
+        if not open_frames:
+            return []
+        values = (open_peak, open_k, open_sq / (open_frames * channels), open_frames)
+        return [tuple(np.array([value], dtype=np.float32) for value in values)]
+
+    def _close_open(self, *, channels: int) -> None:
+        """Move the open chunk's sums, if any, to the finished chunks."""
+        self._parts.extend(self._open_part(channels=channels))
+        self._open = (0.0, 0.0, 0.0, 0)
+        self._open_chunk = -1
+
+    def result(self, *, channels: int) -> ChunkLevels:
+        parts = self._parts + self._open_part(channels=channels)
         if not parts:
             empty = np.zeros(0, dtype=np.float32)
             return ChunkLevels(empty, empty, empty, np.zeros(0, dtype=np.int32), self._per_subblock)
