@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from tonearm.audio_io.encode import BitDepth
-    from tonearm.mastering.plan import MasteringPlan
     from tonearm.types import AudioArray
 
 __all__ = ["MasterSettings", "default_output_path", "master_file"]
@@ -150,7 +149,6 @@ def master_file(
     output_path: str | os.PathLike[str] | None = None,
     *,
     settings: MasterSettings | None = None,
-    plan: MasteringPlan | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> MasteringReport:
     """Master one file to ``settings.target`` and return the verified report.
@@ -189,10 +187,7 @@ def master_file(
     timings["analyse"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    if plan is None:
-        plan = make_plan(analysis, settings.target, strength=settings.strength)
-    elif (plan.sample_rate, plan.channels) != (info.sample_rate, info.channels):
-        raise ParameterError("the plan was made for a different sample rate or channel count")
+    plan = make_plan(analysis, settings.target, strength=settings.strength)
     timings["plan"] = time.perf_counter() - mark
 
     target = plan.target
