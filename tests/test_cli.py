@@ -199,3 +199,13 @@ def test_analyze_json(short_mix: Path, tmp_path: Path) -> None:
     bad = _run("analyze", short_mix, tmp_path / "missing.wav", "--json")
     assert bad.returncode == 2
     assert len(bad.stdout.splitlines()) == 1  # the good file is still reported
+
+
+def test_too_short_to_measure_exits_2(tmp_path: Path) -> None:
+    clip = np.random.default_rng(1).standard_normal((int(0.3 * 44100), 2)).astype(np.float32)
+    sf.write(tmp_path / "clip.wav", clip * 0.1, 44100)
+    result = _run("master", tmp_path / "clip.wav", "-o", tmp_path / "out.wav")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: 'clip.wav' is 0.30 s long")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (tmp_path / "out.wav").exists()

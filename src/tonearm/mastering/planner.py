@@ -183,7 +183,10 @@ def make_plan(
     limiter_plan = limiter or LimiterPlan(ceiling_dbtp=target.ceiling_dbtp)
     notes: list[str] = []
     if not np.isfinite(analysis.loudness.integrated_lufs):
-        notes.append(f"{MessageCode.SILENT_INPUT:d}: input is silent; nothing to master")
+        notes.append(
+            f"{MessageCode.SILENT_INPUT:d}: input is silent (nothing above the -70 LUFS "
+            "absolute gate of BS.1770); nothing to master"
+        )
         return MasteringPlan(
             sample_rate=analysis.sample_rate,
             channels=analysis.channels,

@@ -29,7 +29,12 @@ from tonearm.audio_io import (
 )
 from tonearm.errors import EncodeError, ParameterError, TonearmError
 from tonearm.events import MessageCode, ProgressCallback, ProgressEvent
-from tonearm.mastering.analysis import MeasuredLevels, analyze_blocks, measure_file
+from tonearm.mastering.analysis import (
+    MeasuredLevels,
+    TrackAnalysis,
+    analyze_blocks,
+    measure_file,
+)
 from tonearm.mastering.chain import MasteringChain, render_blocks
 from tonearm.mastering.planner import make_plan
 from tonearm.mastering.report import MasteringReport
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["MasterSettings", "default_output_path", "master_file"]
 
 LOSSY_EXTRA_MARGIN_DB = 0.5
+MIN_GATING_BLOCK_S = 0.4  # BS.1770-4: the gating block, the shortest measurable programme
 LOSSLESS_SUFFIXES = {".wav", ".wave", ".flac", ".aif", ".aiff"}
 
 
@@ -83,6 +89,18 @@ def _default_bit_depth(info: AudioInfo) -> BitDepth | None:
     if info.bit_depth == 16 and not info.lossy:
         return "16"
     return "24" if info.bit_depth == 24 else None
+
+
+def _check_measurable(analysis: TrackAnalysis, info: AudioInfo) -> None:
+    """Refuse sound too short for BS.1770 to measure: it has no 400 ms gating block."""
+    shortest = round(MIN_GATING_BLOCK_S * info.sample_rate)
+    no_loudness = not np.isfinite(analysis.loudness.integrated_lufs)
+    has_sound = np.isfinite(analysis.levels.sample_peak_dbfs)
+    if no_loudness and has_sound and info.frames < shortest:
+        raise ParameterError(
+            f"'{info.path.name}' is {info.frames / info.sample_rate:.2f} s long; loudness "
+            f"(BS.1770) needs at least {MIN_GATING_BLOCK_S:g} s of audio to master"
+        )
 
 
 def _check_output(output_path: Path, input_path: Path) -> None:
@@ -186,6 +204,7 @@ def master_file(
         )
     timings["analyse"] = time.perf_counter() - mark
 
+    _check_measurable(analysis, info)
     mark = time.perf_counter()
     plan = make_plan(analysis, settings.target, strength=settings.strength)
     timings["plan"] = time.perf_counter() - mark
