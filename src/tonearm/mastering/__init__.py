@@ -4,6 +4,7 @@
 - ``analysis``: the one streaming analysis pass (loudness, LRA, true peak, levels, spectrum,
   fingerprint, chunk levels) and ``measure_file`` for verification.
 - ``fingerprint``: the 25-value fingerprint used by the library's similarity search.
+- ``rhythm``: onset count, tempo and rhythm stability from the fingerprint's onset envelope.
 - ``plan``: the frozen, JSON-serialisable ``MasteringPlan``.
 - ``planner``: analysis + target -> plan (tonal balance, dynamics, width, gain).
 - ``gain_model``: predicts the limited output's loudness to solve the make-up gain.
