@@ -115,6 +115,41 @@ class _ReductionMeter:
         )
 
 
+class _GainStage:
+    """The shared back half of a dynamics stage.
+
+    It smooths the required reduction with an envelope, delays the audio to match the
+    detector's and the envelope's latency, applies the gain, and meters the reduction.
+    """
+
+    def __init__(
+        self, *, envelope: ControlRateGainEnvelope, channels: int, detector_latency: int = 0
+    ) -> None:
+        self._envelope = envelope
+        self.latency_frames = detector_latency + envelope.latency_frames
+        self._delay = _DelayLine(channels=channels, delay_frames=self.latency_frames)
+        self._meter = _ReductionMeter()
+
+    def reset(self) -> None:
+        self._envelope.reset()
+        self._delay.reset()
+        self._meter.reset()
+
+    @property
+    def stats(self) -> GainReductionStats:
+        return self._meter.result()
+
+    def apply(self, block: AudioArray, required_db: FloatArray) -> AudioArray:
+        """Reduce ``block`` (delayed) by the smoothed ``required_db`` (one value per frame)."""
+        reduction = self._envelope.process(required_db)
+        self._meter.add(reduction)
+        delayed = self._delay.process(block)
+        if not reduction.any():
+            return delayed
+        gain = np.power(10.0, reduction * -0.05).astype(np.float32)
+        return delayed * gain
+
+
 def compressor_gain_reduction_db(
     level_db: npt.ArrayLike,
     *,
@@ -196,27 +231,24 @@ class Compressor:
         self.knee_db = knee_db
         self.max_reduction_db = max_reduction_db
         self._rms_frames = max(1, round(rms_window_ms * 1e-3 * sample_rate))
-        self._envelope = ControlRateGainEnvelope(
+        envelope = ControlRateGainEnvelope(
             lookahead_frames=max(1, round(attack_ms * 1e-3 * sample_rate)),
             release_frames=max(1.0, release_ms * 1e-3 * sample_rate),
             decimation=_control_decimation(COMPRESSOR_CONTROL_PERIOD_S, sample_rate=sample_rate),
         )
-        self.latency_frames = self._envelope.latency_frames
-        self._delay = _DelayLine(channels=channels, delay_frames=self.latency_frames)
-        self._meter = _ReductionMeter()
+        self._gain = _GainStage(envelope=envelope, channels=channels)
+        self.latency_frames = self._gain.latency_frames
         self.reset()
 
     def reset(self) -> None:
         """Start a new stream."""
-        self._envelope.reset()
-        self._delay.reset()
-        self._meter.reset()
+        self._gain.reset()
         self._square_history = np.zeros(self._rms_frames - 1, dtype=np.float64)
 
     @property
     def stats(self) -> GainReductionStats:
         """Gain reduction applied so far in this stream."""
-        return self._meter.result()
+        return self._gain.stats
 
     def process(self, block: AudioArray) -> AudioArray:
         """Compress one block; returns the same number of frames, ``latency_frames`` late."""
@@ -231,11 +263,7 @@ class Compressor:
             knee_db=self.knee_db,
             max_reduction_db=self.max_reduction_db,
         )
-        reduction = self._envelope.process(required)
-        self._meter.add(reduction)
-        gain = np.power(10.0, reduction * -0.05).astype(np.float32)
-        delayed = self._delay.process(block)
-        return delayed * gain
+        return self._gain.apply(block, required)
 
 
 class TruePeakLimiter:
@@ -282,26 +310,25 @@ class TruePeakLimiter:
         self._input_gain = np.float32(db_to_gain(input_gain_db))
         self._ceiling = db_to_gain(ceiling_dbtp - safety_margin_db)
         self._detector = TruePeakDetector(channels=channels)
-        self._envelope = ControlRateGainEnvelope(
+        envelope = ControlRateGainEnvelope(
             lookahead_frames=max(2, round(lookahead_ms * 1e-3 * sample_rate)),
             release_frames=max(1.0, release_ms * 1e-3 * sample_rate),
             decimation=_control_decimation(LIMITER_CONTROL_PERIOD_S, sample_rate=sample_rate),
         )
-        self.latency_frames = self._detector.latency_frames + self._envelope.latency_frames
-        self._delay = _DelayLine(channels=channels, delay_frames=self.latency_frames)
-        self._meter = _ReductionMeter()
+        self._gain = _GainStage(
+            envelope=envelope, channels=channels, detector_latency=self._detector.latency_frames
+        )
+        self.latency_frames = self._gain.latency_frames
 
     def reset(self) -> None:
         """Start a new stream."""
         self._detector.reset()
-        self._envelope.reset()
-        self._delay.reset()
-        self._meter.reset()
+        self._gain.reset()
 
     @property
     def stats(self) -> GainReductionStats:
         """Gain reduction applied so far in this stream."""
-        return self._meter.result()
+        return self._gain.stats
 
     def process(self, block: AudioArray) -> AudioArray:
         """Limit one block; returns the same number of frames, ``latency_frames`` late."""
@@ -311,10 +338,4 @@ class TruePeakLimiter:
         over = peaks > self._ceiling
         if over.any():
             required[over] = 20.0 * np.log10(peaks[over] / self._ceiling)
-        reduction = self._envelope.process(required)
-        self._meter.add(reduction)
-        delayed = self._delay.process(boosted)
-        if not reduction.any():
-            return delayed
-        gain = np.power(10.0, reduction * -0.05).astype(np.float32)
-        return delayed * gain
+        return self._gain.apply(boosted, required)
