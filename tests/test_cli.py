@@ -209,3 +209,42 @@ def test_too_short_to_measure_exits_2(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: 'clip.wav' is 0.30 s long")
     assert len(result.stderr.splitlines()) == 1
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_reference_master_with_plot_and_plans(tmp_path: Path, short_mix: Path) -> None:
+    reference, rate = synth.excerpt(synth.JOPLIN, 8.0, offset_s=30.0)
+    ref_path = synth.write(tmp_path / "ref.wav", reference, rate)
+    out, report_path = tmp_path / "m.wav", tmp_path / "r.json"
+    plan_path, plot_path = tmp_path / "plan.json", tmp_path / "report.png"
+    result = _run(
+        "master", short_mix, "--reference", ref_path, "-o", out, "--report", report_path,
+        "--save-plan", plan_path, "--plot", plot_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    match = report["match"]
+    assert match["tonal_distance_db"]["after"] < match["tonal_distance_db"]["before"]
+    assert report["target"]["name"] == "reference"
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(plan_path.read_text())["eq"]["fir_duration_s"] > 0.3
+    again = _run("master", short_mix, "--plan", plan_path, "-o", tmp_path / "again.wav")
+    assert again.returncode == 0, again.stderr
+
+
+def test_reference_bad_inputs_exit_2(tmp_path: Path, short_mix: Path) -> None:
+    silent = synth.write(tmp_path / "silent.wav", np.zeros((2, 44100 * 5), np.float32), 44100)
+    short = synth.write(tmp_path / "short.wav", synth.noise(44100, 1.0), 44100)
+    (tmp_path / "bad.json").write_text("{not json")
+    cases = [
+        (("--reference", silent), "silent"),
+        (("--reference", short), "at least 3 s"),
+        (("--plan", tmp_path / "bad.json"), "cannot read plan"),
+        (("--plan", tmp_path / "bad.json", "--reference", short), "not both"),
+        (("--reference", short, "--plot", tmp_path / "x.jpg"), ".png"),
+    ]
+    for args, message in cases:
+        result = _run("master", short_mix, *args, "-o", tmp_path / "out.wav")
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+        assert not (tmp_path / "out.wav").exists()

@@ -27,7 +27,10 @@ from tonearm import __version__
 from tonearm.errors import UserInputError
 from tonearm.events import ProgressEvent
 from tonearm.mastering.analysis import analyze_file
+from tonearm.mastering.matching import MatchSettings
+from tonearm.mastering.plan import MasteringPlan
 from tonearm.mastering.render import MasterSettings, master_file
+from tonearm.mastering.report import MasteringReport
 from tonearm.mastering.targets import PRESETS, resolve_target
 
 __all__ = ["app", "main"]
@@ -120,13 +123,46 @@ def _write_json_atomically(path: Path, payload: Any) -> None:
             os.unlink(temp)
 
 
-def _check_report_path(path: Path | None) -> None:
+def _check_output_path(path: Path | None, what: str) -> None:
     if path is None:
         return
     if path.is_dir():
-        raise UserInputError(f"report path '{path}' is a directory")
+        raise UserInputError(f"{what} path '{path}' is a directory")
     if not path.parent.is_dir():
-        raise UserInputError(f"report folder '{path.parent}/' does not exist")
+        raise UserInputError(f"{what} folder '{path.parent}/' does not exist")
+
+
+def _load_plan(path: Path) -> MasteringPlan:
+    """Read a plan saved with --save-plan; one clear line if it is not one."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserInputError(f"plan '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"cannot read plan '{path}': {exc}") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"'{path}' is not a tonearm plan")
+    return MasteringPlan.from_dict(data)
+
+
+def _plot(path: Path, result: MasteringReport) -> None:
+    """Draw the report figure (spectra, EQ curve, loudness over time) to ``path``."""
+    from tonearm.mastering.plot import plot_master_report  # matplotlib only when asked
+
+    if result.analysis is None or result.verification is None:
+        raise UserInputError("nothing to plot")
+    if result.verification.spectrum is None:
+        raise UserInputError("the output spectrum was not measured")
+    plot_master_report(
+        path,
+        mix=result.analysis.spectrum,
+        result=result.verification.spectrum,
+        reference=result.reference_spectrum,
+        eq=result.plan.eq,
+        short_term_before_lufs=result.analysis.loudness.short_term_lufs,
+        short_term_after_lufs=result.verification.short_term_lufs,
+        title=f"{Path(result.input_path).name} -> {Path(result.output_path).name}",
+    )
 
 
 @app.command()
@@ -152,15 +188,61 @@ def master(
         BitDepthOption | None, typer.Option("--bit-depth", help="PCM output depth.")
     ] = None,
     report: Annotated[Path | None, typer.Option(help="Write the full JSON report here.")] = None,
+    reference: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--reference",
+            readable=False,
+            help="Match this track's loudness, tonal balance and width (repeat for several).",
+        ),
+    ] = None,
+    no_eq: Annotated[bool, typer.Option("--no-eq", help="Do not match tonal balance.")] = False,
+    no_width: Annotated[bool, typer.Option("--no-width", help="Do not match width.")] = False,
+    no_loudness: Annotated[
+        bool, typer.Option("--no-loudness", help="Keep the mix's loudness.")
+    ] = False,
+    smoothing: Annotated[
+        float, typer.Option(help="Smoothing of the matching curve, in octaves.")
+    ] = 1.0 / 3.0,
+    save_plan: Annotated[
+        Path | None, typer.Option("--save-plan", help="Save the plan as JSON (a preset).")
+    ] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option("--plan", readable=False, help="Apply a saved plan (gain re-solved)."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw spectra, EQ curve and loudness to this PNG.")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary or progress.")] = False,
 ) -> None:
-    """Master IN to a loudness target with a true-peak ceiling."""
+    """Master IN to a loudness target with a true-peak ceiling, or to match references."""
     with _exit_codes():
-        _check_report_path(report)
+        for path, what in ((report, "report"), (save_plan, "plan"), (plot, "plot")):
+            _check_output_path(path, what)
+        if plot is not None and plot.suffix.lower() != ".png":
+            raise UserInputError(f"plot must be a .png file, got '{plot.name}'")
+        if plan is not None and reference:
+            raise UserInputError("use --plan or --reference, not both")
+        references = tuple(str(path) for path in reference or ())
         settings = MasterSettings(
-            target=resolve_target(str(target.value), lufs=lufs, ceiling_dbtp=ceiling),
+            target=resolve_target(
+                str(target.value),
+                lufs=None if references else lufs,
+                ceiling_dbtp=ceiling,
+            ),
             strength=strength,
             bit_depth=None if bit_depth is None else bit_depth.value,
+            references=references,
+            match=MatchSettings(
+                match_eq=not no_eq,
+                match_width=not no_width,
+                match_loudness=not no_loudness,
+                smoothing_octaves=smoothing,
+                lufs=lufs if references else None,
+            ),
+            plan=None if plan is None else _load_plan(plan),
+            output_spectrum=plot is not None,
         )
         with _progress(quiet) as progress:
             result = master_file(
@@ -168,6 +250,10 @@ def master(
             )
         if report is not None:
             _write_json_atomically(report, result.to_dict())
+        if save_plan is not None:
+            _write_json_atomically(save_plan, result.plan.to_dict())
+        if plot is not None:
+            _plot(plot, result)
         if not quiet:
             for line in result.summary_lines():
                 stdout.print(line, markup=False)

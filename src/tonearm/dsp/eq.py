@@ -31,9 +31,13 @@ FloatArray = npt.NDArray[np.float64]
 _FIR_DURATION_S = 0.093  # ~10.7 Hz resolution: enough for curves smoothed to 1/3 octave or wider
 
 
-def fir_taps_for(sample_rate: int) -> int:
-    """Odd FIR length covering about 93 ms at ``sample_rate`` (4097 taps at 44.1 kHz)."""
-    taps = int(2 ** np.round(np.log2(_FIR_DURATION_S * sample_rate)))
+def fir_taps_for(sample_rate: int, *, duration_s: float = _FIR_DURATION_S) -> int:
+    """Odd FIR length covering about ``duration_s`` (4097 taps at 44.1 kHz for 93 ms).
+
+    Frequency resolution is about ``6 / duration_s`` Hz (the Blackman window's main lobe):
+    93 ms follows smooth curves down to ~100 Hz, 0.37 s resolves 1/3-octave detail at 50 Hz.
+    """
+    taps = int(2 ** np.round(np.log2(duration_s * sample_rate)))
     return taps + 1
 
 

@@ -37,9 +37,11 @@ __all__ = [
     "MeasuredLevels",
     "TrackAnalysis",
     "TrackAnalyzer",
+    "Verification",
     "analyze_audio",
     "analyze_file",
     "measure_file",
+    "verify_file",
 ]
 
 MAX_CHUNKS = 200_000  # bounds the gain model's memory (~2.4 MB stored, ~16 MB while solving)
@@ -381,6 +383,51 @@ def analyze_file(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What the verify pass measured on a written file."""
+
+    levels: MeasuredLevels
+    short_term_lufs: npt.NDArray[np.float32]
+    spectrum: MidSideSpectrum | None
+
+
+def verify_file(
+    path: str | os.PathLike[str],
+    *,
+    block_frames: int = DEFAULT_BLOCK_FRAMES,
+    on_progress: ProgressCallback | None = None,
+    attempt: int = 1,
+    spectrum: bool = False,
+) -> Verification:
+    """Measure a written file: loudness, LRA, true peak, levels (and its spectrum if asked)."""
+    with AudioReader(path) as reader:
+        info = reader.info
+        loudness = LoudnessMeter(sample_rate=info.sample_rate, channels=info.channels)
+        true_peak = TruePeakMeter(channels=info.channels)
+        levels = LevelStatsAccumulator(channels=info.channels)
+        spectra = (
+            SpectrumAccumulator(sample_rate=info.sample_rate, channels=info.channels)
+            if spectrum
+            else None
+        )
+        done = 0
+        for block in reader.blocks(block_frames=block_frames):
+            loudness.push(block)
+            true_peak.push(block)
+            levels.push(block)
+            if spectra is not None:
+                spectra.push(block)
+            done += block.shape[1]
+            _report(on_progress, "verify", done, info.frames, attempt)
+    result = loudness.result()
+    return Verification(
+        levels=_measured(result, true_peak.peak_dbtp, levels.result()),
+        short_term_lufs=result.short_term_lufs,
+        spectrum=None if spectra is None else spectra.result(),
+    )
+
+
 def measure_file(
     path: str | os.PathLike[str],
     *,
@@ -389,16 +436,6 @@ def measure_file(
     attempt: int = 1,
 ) -> MeasuredLevels:
     """Measure loudness, loudness range, true peak and levels of a written file."""
-    with AudioReader(path) as reader:
-        info = reader.info
-        loudness = LoudnessMeter(sample_rate=info.sample_rate, channels=info.channels)
-        true_peak = TruePeakMeter(channels=info.channels)
-        levels = LevelStatsAccumulator(channels=info.channels)
-        done = 0
-        for block in reader.blocks(block_frames=block_frames):
-            loudness.push(block)
-            true_peak.push(block)
-            levels.push(block)
-            done += block.shape[1]
-            _report(on_progress, "verify", done, info.frames, attempt)
-    return _measured(loudness.result(), true_peak.peak_dbtp, levels.result())
+    return verify_file(
+        path, block_frames=block_frames, on_progress=on_progress, attempt=attempt
+    ).levels

@@ -30,7 +30,8 @@ class MidSideEq:
     """Linear-phase EQ on mid and side (mono: mid only), with a static side gain."""
 
     def __init__(self, plan: MasteringPlan) -> None:
-        taps = fir_taps_for(plan.sample_rate)
+        duration_s = 0.093 if plan.eq is None else plan.eq.fir_duration_s
+        taps = fir_taps_for(plan.sample_rate, duration_s=duration_s)
         identity = np.zeros(taps, dtype=np.float32)
         identity[(taps - 1) // 2] = 1.0
         eq = plan.eq

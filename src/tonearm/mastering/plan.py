@@ -30,6 +30,8 @@ class EqPlan:
     side_db: tuple[float, ...]
     tilt_db_per_octave: float = 0.0
     loudness_offset_db: float = 0.0
+    fir_duration_s: float = 0.093
+    """Length of the linear-phase FIR: resolution ~6/duration Hz (0.37 s for matching)."""
 
     @property
     def max_abs_db(self) -> float:
@@ -130,6 +132,7 @@ class MasteringPlan:
                     side_db=tuple(eq["side_db"]),
                     tilt_db_per_octave=float(eq["tilt_db_per_octave"]),
                     loudness_offset_db=float(eq["loudness_offset_db"]),
+                    fir_duration_s=float(eq.get("fir_duration_s", 0.093)),
                 ),
                 dynamics=None if dynamics is None else DynamicsPlan(**dynamics),
                 width=WidthPlan(**width),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,13 +30,15 @@ from tonearm.audio_io import (
 from tonearm.errors import EncodeError, ParameterError, TonearmError
 from tonearm.events import MessageCode, ProgressCallback, ProgressEvent
 from tonearm.mastering.analysis import (
-    MeasuredLevels,
     TrackAnalysis,
+    Verification,
     analyze_blocks,
-    measure_file,
+    verify_file,
 )
 from tonearm.mastering.chain import MasteringChain, render_blocks
+from tonearm.mastering.matching import MatchSettings, plan_match, retarget_plan, summarise_match
 from tonearm.mastering.planner import make_plan
+from tonearm.mastering.reference import load_references
 from tonearm.mastering.report import MasteringReport
 from tonearm.mastering.targets import DEFAULT_TARGET, LoudnessTarget
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
     from tonearm.audio_io.encode import BitDepth
+    from tonearm.mastering.plan import MasteringPlan
     from tonearm.types import AudioArray
 
 __all__ = ["MasterSettings", "default_output_path", "master_file"]
@@ -67,6 +70,14 @@ class MasterSettings:
     """Keep the decoded input in memory between the analysis and render passes when it fits
     (3 minutes of 44.1 kHz stereo is 61 MiB), saving a decode per pass. Memory stays bounded
     by this cap, never by the track's length; 0 always streams from the file."""
+    references: tuple[str, ...] = ()
+    """Reference tracks to match (loudness, tonal balance, width); see ``matching``."""
+    match: MatchSettings = field(default_factory=MatchSettings)
+    plan: MasteringPlan | None = None
+    """A saved plan to apply (its gain is solved again for this track)."""
+    output_spectrum: bool = False
+    """Also measure the output's spectrum in the verify pass (for a plot); implied by
+    references."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -178,6 +189,8 @@ def master_file(
     started = time.perf_counter()
     source = Path(input_path)
     info = probe(source)
+    # references first: a bad one must fail before any long work
+    reference = load_references(settings.references) if settings.references else None
     target_path = Path(output_path) if output_path is not None else default_output_path(source)
     fmt = output_format_for(
         target_path,
@@ -206,7 +219,18 @@ def master_file(
 
     _check_measurable(analysis, info)
     mark = time.perf_counter()
-    plan = make_plan(analysis, settings.target, strength=settings.strength)
+    if settings.plan is not None:
+        plan = retarget_plan(settings.plan, analysis)
+    elif reference is not None:
+        plan = plan_match(
+            analysis,
+            reference,
+            settings=settings.match,
+            strength=settings.strength,
+            ceiling_dbtp=settings.target.ceiling_dbtp,
+        )
+    else:
+        plan = make_plan(analysis, settings.target, strength=settings.strength)
     timings["plan"] = time.perf_counter() - mark
 
     target = plan.target
@@ -220,7 +244,7 @@ def master_file(
     staging = target_path.with_name(
         f".{target_path.name}.{token}.tonearm-stage{target_path.suffix}"
     )
-    measured: MeasuredLevels | None = None
+    verification: Verification | None = None
     chain: MasteringChain | None = None
     attempt = 0
     try:
@@ -241,7 +265,13 @@ def master_file(
             )
             timings["render"] += time.perf_counter() - mark
             mark = time.perf_counter()
-            measured = measure_file(staging, on_progress=on_progress, attempt=attempt)
+            verification = verify_file(
+                staging,
+                on_progress=on_progress,
+                attempt=attempt,
+                spectrum=settings.output_spectrum or reference is not None,
+            )
+            measured = verification.levels
             timings["verify"] += time.perf_counter() - mark
             error_lu = target.lufs - measured.integrated_lufs
             overshoot_db = measured.true_peak_dbtp - target.ceiling_dbtp
@@ -267,8 +297,17 @@ def master_file(
         os.replace(staging, target_path)
     finally:
         staging.unlink(missing_ok=True)
-    if measured is None or chain is None:
+    if verification is None or chain is None:
         raise TonearmError("internal error: no render pass ran")
+    match = None
+    if reference is not None and verification.spectrum is not None:
+        match = summarise_match(
+            reference=reference,
+            plan=plan,
+            mix=analysis.spectrum,
+            output=verification.spectrum,
+            settings=settings.match,
+        )
     timings["total"] = time.perf_counter() - started
     if fmt.sample_rate != info.sample_rate:
         notes.append(
@@ -284,11 +323,15 @@ def master_file(
         frames=info.frames,
         output_format=f"{fmt.container} {fmt.subtype}",
         input=analysis.measured,
-        output=measured,
+        output=verification.levels,
         plan=plan,
         limiter=chain.limiter_stats,
         compressor=chain.compressor_stats,
         render_passes=attempt,
         timings_s=timings,
         notes=tuple(notes),
+        match=match,
+        analysis=analysis,
+        verification=verification,
+        reference_spectrum=None if reference is None else reference.spectrum,
     )

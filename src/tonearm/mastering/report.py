@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tonearm.mastering.analysis import MeasuredLevels, finite_or_none
+from tonearm.mastering.analysis import MeasuredLevels, TrackAnalysis, Verification, finite_or_none
 
 if TYPE_CHECKING:
     from tonearm.dsp.dynamics import GainReductionStats
+    from tonearm.dsp.spectrum import MidSideSpectrum
+    from tonearm.mastering.matching import MatchSummary
     from tonearm.mastering.plan import MasteringPlan
 
 __all__ = ["MasteringReport"]
@@ -25,6 +27,34 @@ def _db(value: float, unit: str) -> str:
         if value == value and abs(value) != float("inf")
         else f"  -inf {unit}"
     )
+
+
+def _match_dict(match: MatchSummary) -> dict[str, Any]:
+    settings = match.settings
+    return {
+        "references": list(match.references),
+        "reference_lufs": finite_or_none(match.reference_lufs),
+        "reference_true_peak_dbtp": finite_or_none(match.reference_true_peak_dbtp),
+        "target_lufs": match.target_lufs,
+        "target_reachable": match.target_reachable,
+        "max_lufs_at_ceiling": match.max_lufs_at_ceiling,
+        "tonal_distance_db": {
+            "before": finite_or_none(match.tonal_distance_before_db),
+            "after": finite_or_none(match.tonal_distance_after_db),
+        },
+        "side_to_mid_2k5_20k_db": {
+            "mix": finite_or_none(match.side_to_mid_hf_mix_db),
+            "reference": finite_or_none(match.side_to_mid_hf_reference_db),
+            "output": finite_or_none(match.side_to_mid_hf_output_db),
+        },
+        "settings": {
+            "eq": settings.match_eq,
+            "width": settings.match_width,
+            "loudness": settings.match_loudness,
+            "smoothing_octaves": settings.smoothing_octaves,
+            "max_eq_db": settings.max_eq_db,
+        },
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +76,11 @@ class MasteringReport:
     render_passes: int
     timings_s: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    match: MatchSummary | None = None
+    # what the plot needs; not part of the JSON
+    analysis: TrackAnalysis | None = field(default=None, repr=False, compare=False)
+    verification: Verification | None = field(default=None, repr=False, compare=False)
+    reference_spectrum: MidSideSpectrum | None = field(default=None, repr=False, compare=False)
 
     @property
     def duration_s(self) -> float:
@@ -86,6 +121,7 @@ class MasteringReport:
                 self.duration_s / self.timings_s["total"] if self.timings_s.get("total") else None
             ),
             "notes": list(self.notes),
+            "match": None if self.match is None else _match_dict(self.match),
             "loudness_error_lu": finite_or_none(self.output.integrated_lufs - target.lufs),
         }
 
@@ -122,6 +158,19 @@ class MasteringReport:
             lines.append(f"width      side {plan.width.side_gain_db:+.1f} dB")
         total = self.timings_s.get("total", 0.0)
         speed = f" ({self.duration_s / total:.0f}x real time)" if total else ""
+        if self.match is not None:
+            match = self.match
+            lines.append(
+                f"reference  {match.reference_lufs:.2f} LUFS; tonal distance "
+                f"{match.tonal_distance_before_db:.2f} -> {match.tonal_distance_after_db:.2f} dB; "
+                f"side/mid 2.5-20 kHz {match.side_to_mid_hf_mix_db:.1f} -> "
+                f"{match.side_to_mid_hf_output_db:.1f} dB (reference "
+                f"{match.side_to_mid_hf_reference_db:.1f})"
+            )
+            if match.max_lufs_at_ceiling is not None:
+                lines.append(
+                    f"           the ceiling allows {match.max_lufs_at_ceiling:.1f} LUFS at most"
+                )
         lines.append(f"time       {total:.2f} s{speed}, {self.render_passes} render pass(es)")
         lines.append(f"output     {self.output_path} ({self.output_format})")
         lines.extend(f"note       {note}" for note in self.notes)
