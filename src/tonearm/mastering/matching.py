@@ -130,7 +130,11 @@ def match_curves(
     with np.errstate(invalid="ignore"):
         ours_s2m = np.where(side_both, ours.side_db - ours.mid_db, 0.0)
         theirs_s2m = np.where(side_both, theirs.side_db - theirs.mid_db, 0.0)
-    side = np.minimum(side, mid + _hold_edges(theirs_s2m - ours_s2m, side_both))
+    # the limit is smoothed like the curves, or single harmonics would make it jagged
+    width_limit = _smooth(
+        _hold_edges(theirs_s2m - ours_s2m, side_both), octaves=settings.smoothing_octaves
+    )
+    side = np.minimum(side, mid + width_limit)
     side[empty] = np.minimum(side[empty], mid[empty])
     side = _guard_correlation(mid, side, ours=ours.mid_db, ours_side=ours.side_db)
     side = np.clip(side, -settings.max_eq_db, settings.max_eq_db)
