@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["MasterSettings", "default_output_path", "master_file"]
 
 LOSSY_EXTRA_MARGIN_DB = 0.5
+REFERENCE_TIMEOUT_S = 3600.0  # analysing references never takes near this; a hang must end
 MIN_GATING_BLOCK_S = 0.4  # BS.1770-4: the gating block, the shortest measurable programme
 LOSSLESS_SUFFIXES = {".wav", ".wave", ".flac", ".aif", ".aiff"}
 
@@ -189,8 +191,8 @@ def master_file(
     started = time.perf_counter()
     source = Path(input_path)
     info = probe(source)
-    # references first: a bad one must fail before any long work
-    reference = load_references(settings.references) if settings.references else None
+    for path in settings.references:  # an unreadable reference fails before any long work
+        probe(path)
     target_path = Path(output_path) if output_path is not None else default_output_path(source)
     fmt = output_format_for(
         target_path,
@@ -205,16 +207,21 @@ def master_file(
     cached: list[AudioArray] | None = (
         [] if decoded_bytes <= settings.decode_cache_mib * 2**20 else None
     )
-    with AudioReader(source, info=info) as reader:
-        blocks: Iterable[AudioArray] = reader.blocks(block_frames=settings.block_frames)
-        analysis = analyze_blocks(
-            blocks if cached is None else _keeping(blocks, cached),
-            sample_rate=info.sample_rate,
-            channels=info.channels,
-            frames_total=info.frames,
-            on_progress=on_progress,
-            fingerprint=False,  # a master does not use it; the library's analysis does
-        )
+    # the references are analysed on a second thread while this one analyses the mix (the DSP
+    # releases the GIL); the one-worker pool bounds it, and the wait below has a timeout
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tonearm-reference") as pool:
+        pending = pool.submit(load_references, settings.references) if settings.references else None
+        with AudioReader(source, info=info) as reader:
+            blocks: Iterable[AudioArray] = reader.blocks(block_frames=settings.block_frames)
+            analysis = analyze_blocks(
+                blocks if cached is None else _keeping(blocks, cached),
+                sample_rate=info.sample_rate,
+                channels=info.channels,
+                frames_total=info.frames,
+                on_progress=on_progress,
+                fingerprint=False,  # a master does not use it; the library's analysis does
+            )
+        reference = None if pending is None else pending.result(timeout=REFERENCE_TIMEOUT_S)
     timings["analyse"] = time.perf_counter() - mark
 
     _check_measurable(analysis, info)
