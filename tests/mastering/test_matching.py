@@ -250,6 +250,23 @@ def test_mono_reference_for_a_stereo_mix_keeps_the_width(
     assert side_to_mid_db(_spectrum(out)) == pytest.approx(side_to_mid_db(_spectrum(mix)), abs=1.0)
 
 
+def test_mono_mix_with_a_stereo_reference_states_the_fallback(
+    pair: tuple[Path, Path], tmp_path: Path
+) -> None:
+    mix, reference = pair
+    audio, rate = _read(mix)
+    mono = synth.write(tmp_path / "mono.wav", audio.mean(axis=0, keepdims=True), rate)
+    out = tmp_path / "out.wav"
+    report = _master(mono, [reference], out)
+    assert sf.info(out).channels == 1
+    assert any("the mix is mono" in note for note in report.notes)
+    result, _ = _read(out)
+    reference_audio, _ = _read(reference)
+    assert integrated_loudness(result, sample_rate=rate) == pytest.approx(
+        integrated_loudness(reference_audio, sample_rate=rate), abs=0.5
+    )
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

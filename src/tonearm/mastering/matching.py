@@ -190,6 +190,11 @@ def plan_match(
         notes.append(
             f"{MessageCode.WIDTH_REDUCED:d}: the reference is mono; the mix keeps its own width"
         )
+    elif mix.channels == 1 and reference.stereo:
+        notes.append(
+            f"{MessageCode.WIDTH_REDUCED:d}: the mix is mono; only the reference's tonal balance "
+            "(mid) and loudness are matched"
+        )
     eq: EqPlan | None = None
     if settings.match_eq and strength > 0:
         mid, side = match_curves(mix, reference, settings=settings, strength=strength)
