@@ -104,8 +104,16 @@ def test_figure_has_four_labelled_panels(tracks):
     for ax in (mid, side):
         assert list(_labelled_lines(ax)) == ["mix", "reference", "result"]
         assert ax.get_legend() is not None
-    assert list(_labelled_lines(eq)) == ["mid", "side"]
+    eq_lines = _labelled_lines(eq)
+    assert list(eq_lines) == ["mid", "mid (FIR)", "side", "side (FIR)"]
     assert list(_labelled_lines(loud)) == ["before", "after"]
+    # the FIR's response follows the plan where its resolution allows (here 500 Hz to 5 kHz)
+    for name in ("mid", "side"):
+        planned, applied = eq_lines[name], eq_lines[f"{name} (FIR)"]
+        freqs = np.asarray(planned.get_xdata(), dtype=float)
+        inside = (freqs > 500) & (freqs < 5000)
+        gap = np.asarray(planned.get_ydata())[inside] - np.asarray(applied.get_ydata())[inside]
+        assert np.max(np.abs(gap)) < 1.5
 
 
 def test_spectra_are_aligned_on_the_mid_and_side_keeps_its_distance(tracks):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from tonearm.dsp.eq import design_linear_phase_fir, fir_taps_for, frequency_response_db
 from tonearm.dsp.spectrum import smooth_fractional_octave_db
 from tonearm.errors import EncodeError, ParameterError
 
@@ -152,8 +153,12 @@ def _spectrum_panels(
         _corner_note(mid_ax, "silent: " + ", ".join(silent))
 
 
-def _eq_panel(ax: Axes, eq: EqPlan | None, f_max_hz: float) -> None:
-    """Mid and side gains, interpolated as the FIR design does (linear in log2 f, flat beyond)."""
+def _eq_panel(ax: Axes, eq: EqPlan | None, f_max_hz: float, sample_rate: int) -> None:
+    """Mid and side gains as planned (linear in log2 f, flat beyond) and as the FIR applies them.
+
+    The linear-phase FIR cannot follow the plan closer than its resolution (about
+    ``6 / eq.fir_duration_s`` Hz), so in the bass the applied response is smoother: both show.
+    """
     ax.set_title("EQ applied")
     _log_freq_axis(ax, f_max_hz)
     ax.set_ylabel("Gain (dB)")
@@ -170,9 +175,14 @@ def _eq_panel(ax: Axes, eq: EqPlan | None, f_max_hz: float) -> None:
         if points.size <= 40:  # the plan's points, where they are few enough to read
             shown = points <= f_max_hz
             ax.plot(points[shown], np.asarray(gains)[shown], "o", color=color, markersize=3)
+        taps = fir_taps_for(sample_rate, duration_s=eq.fir_duration_s)
+        fir = design_linear_phase_fir(eq.freqs_hz, gains, sample_rate=sample_rate, taps=taps)
+        applied = frequency_response_db(fir, sample_rate=sample_rate, freqs_hz=grid)
+        ax.plot(grid, applied, color=color, linewidth=1.0, linestyle=":", label=f"{label} (FIR)")
     limit = max(3.0, float(np.ceil(eq.max_abs_db + 1.0)))
     ax.set_ylim(-limit, limit)
-    ax.legend(loc="best", fontsize=9, title=f"tilt {eq.tilt_db_per_octave:+.2f} dB/oct")
+    tilt = eq.tilt_db_per_octave
+    ax.legend(loc="best", fontsize=9, title=f"tilt {tilt:+.2f} dB/oct" if tilt else None)
 
 
 def _loudness_panel(ax: Axes, before: NDArray[np.float32], after: NDArray[np.float32]) -> None:
@@ -226,7 +236,7 @@ def master_report_figure(
     tracks = [(name, spec) for name, spec in named if spec is not None]
     f_max_hz = min(F_MAX_HZ, max(spec.sample_rate / 2.0 for _, spec in tracks))
     _spectrum_panels(axes[0, 0], axes[0, 1], tracks, f_max_hz)
-    _eq_panel(axes[1, 0], eq, f_max_hz)
+    _eq_panel(axes[1, 0], eq, f_max_hz, result.sample_rate)
     _loudness_panel(axes[1, 1], short_term_before_lufs, short_term_after_lufs)
     fig.suptitle(title, fontsize=14)
     return fig
