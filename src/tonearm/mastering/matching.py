@@ -3,8 +3,8 @@
 1. **Tonal balance** (mid and side separately): the ratio of the reference's and the mix's
    loud-part band levels (each normalised by its own mid level, so loudness plays no part),
    smoothed over ``smoothing_octaves`` in the dB domain, clamped to ``±max_eq_db`` (12 dB), and
-   not boosting where the mix has no content: boosts taper from full at 60 dB under the mix's
-   average level to none at 80 dB, without a step. Bands past either track's Nyquist hold
+   not boosting where the mix has no content: boosts taper from full at 80 dB under the mix's
+   average level to none at 100 dB, without a step. Bands past either track's Nyquist hold
    the last valid value.
 2. **Width**: normalising side by the *mid* level makes the side curve carry the width change
    too. Per band, the side curve may not make the result's side/mid ratio exceed the
@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-NO_CONTENT_DB = 80.0
+NO_CONTENT_DB = 100.0
 NO_CONTENT_TAPER_DB = 20.0
 MAX_SIDE_TO_MID_DB = -1.0  # correlation guard: side at least 1 dB under mid, broadband
 MATCH_FIR_DURATION_S = 0.37  # ~16 Hz resolution: 1/3-octave detail down to ~50 Hz
@@ -110,7 +110,7 @@ def match_curves(
         _smooth(mid, octaves=settings.smoothing_octaves), -settings.max_eq_db, settings.max_eq_db
     )
     # profiles are normalised to the mix's average mid level (0 dB): far under it is noise.
-    # Boosts taper from full at -60 dB to none at -80 dB, then the curve is smoothed again so
+    # Boosts taper from full at -80 dB to none at -100 dB, then the curve is smoothed again so
     # the taper leaves no step.
     content = np.where(ours.valid, ours.mid_db, -np.inf)
     taper = np.clip((content + NO_CONTENT_DB) / NO_CONTENT_TAPER_DB, 0.0, 1.0)
