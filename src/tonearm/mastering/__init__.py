@@ -8,6 +8,11 @@
 - ``plan``: the frozen, JSON-serialisable ``MasteringPlan``.
 - ``planner``: analysis + target -> plan (tonal balance, dynamics, width, gain).
 - ``gain_model``: predicts the limited output's loudness to solve the make-up gain.
+- ``reference``: reference tracks reduced to loudness and normalised M/S band levels.
+- ``matching``: plans a master matched to references (tonal balance, width, loudness) and
+  re-solves a saved plan's gain for another track.
+- ``metrics``: tonal distance and side/mid ratio, the measures matching is judged by.
+- ``plot``: the report figure (spectra, EQ curve, loudness over time), matplotlib on demand.
 - ``chain``: the plan as streaming stages (M/S EQ, compressor, true-peak limiter).
 - ``render``: ``master_file`` — file to file, verified, atomic.
 - ``report``: the ``MasteringReport`` and its JSON.
