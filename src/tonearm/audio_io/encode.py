@@ -64,6 +64,7 @@ __all__ = [
     "AtomicAudioWriter",
     "BitDepth",
     "OutputFormat",
+    "check_output_path",
     "output_format_for",
     "tpdf_dither_quantize",
     "write_audio",
@@ -306,7 +307,7 @@ class AtomicAudioWriter:
             raise ParameterError(
                 f"sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
             )
-        _check_output_path(self._path, self._name, forbid_same_as)
+        check_output_path(self._path, forbid_same_as=forbid_same_as)
         self._fmt = fmt
         self._channels = channels
         self._rng = np.random.default_rng(dither_seed)
@@ -505,11 +506,14 @@ def write_audio(
     return fmt
 
 
-def _check_output_path(
-    path: Path, name: str, forbid_same_as: str | os.PathLike[str] | None
+def check_output_path(
+    path: str | os.PathLike[str], *, forbid_same_as: str | os.PathLike[str] | None = None
 ) -> None:
+    """Raise ``EncodeError`` unless ``path`` can be written: not a directory, in an existing
+    folder, and not the same file as ``forbid_same_as`` (the input)."""
+    path = Path(path)
     if path.is_dir():
-        raise EncodeError(f"'{name}' is a directory")
+        raise EncodeError(f"'{os.fspath(path)}' is a directory")
     folder = path.parent
     shown = os.fspath(folder).rstrip("/") or "/"
     if not folder.exists():

@@ -26,6 +26,7 @@ from tonearm.mastering.analysis import TrackAnalysis, analyze_file
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from tonearm.audio_io import AudioInfo
     from tonearm.dsp.spectrum import MidSideSpectrum
 
 __all__ = [
@@ -156,13 +157,19 @@ def _combine(profiles: Sequence[BandProfile], weights: FloatArray) -> BandProfil
     )
 
 
-def load_references(paths: Sequence[str | os.PathLike[str]]) -> ReferenceProfile:
-    """Analyse and combine reference files; ``ParameterError`` for a silent or short one."""
+def load_references(
+    paths: Sequence[str | os.PathLike[str]], *, infos: Sequence[AudioInfo] | None = None
+) -> ReferenceProfile:
+    """Analyse and combine reference files; ``ParameterError`` for a silent or short one.
+
+    ``infos``, one per path, are probes already made in this run (they are not repeated).
+    """
     if not paths:
         raise ParameterError("no reference given")
     analyses = []
-    for path in paths:
-        analysis = analyze_file(path, fingerprint=False)
+    for index, path in enumerate(paths):
+        info = None if infos is None else infos[index]
+        analysis = analyze_file(path, fingerprint=False, info=info)
         _check_reference(os.fspath(path), analysis)
         analyses.append(analysis)
     loudness = np.array([a.loudness.integrated_lufs for a in analyses])

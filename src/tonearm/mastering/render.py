@@ -25,10 +25,11 @@ from tonearm.audio_io import (
     AudioInfo,
     AudioReader,
     OutputFormat,
+    check_output_path,
     output_format_for,
     probe,
 )
-from tonearm.errors import EncodeError, ParameterError, TonearmError
+from tonearm.errors import ParameterError, TonearmError
 from tonearm.events import MessageCode, ProgressCallback, ProgressEvent
 from tonearm.mastering.analysis import (
     TrackAnalysis,
@@ -116,17 +117,6 @@ def _check_measurable(analysis: TrackAnalysis, info: AudioInfo) -> None:
         )
 
 
-def _check_output(output_path: Path, input_path: Path) -> None:
-    if output_path.is_dir():
-        raise EncodeError(f"output path '{output_path}' is a directory")
-    if not output_path.parent.is_dir():
-        raise EncodeError(f"output folder '{output_path.parent}/' does not exist")
-    if output_path.resolve() == input_path.resolve() or (
-        output_path.exists() and os.path.samefile(output_path, input_path)
-    ):
-        raise EncodeError("output path is the input file; choose another output")
-
-
 def _source_blocks(
     input_path: Path, info: AudioInfo, *, block_frames: int, cached: list[AudioArray] | None
 ) -> Iterator[AudioArray]:
@@ -191,15 +181,15 @@ def master_file(
     started = time.perf_counter()
     source = Path(input_path)
     info = probe(source)
-    for path in settings.references:  # an unreadable reference fails before any long work
-        probe(path)
+    # an unreadable reference fails before any long work; its probe is not repeated
+    reference_infos = [probe(path) for path in settings.references]
     target_path = Path(output_path) if output_path is not None else default_output_path(source)
     fmt = output_format_for(
         target_path,
         sample_rate=info.sample_rate,
         bit_depth=settings.bit_depth or _default_bit_depth(info),
     )
-    _check_output(target_path, source)
+    check_output_path(target_path, forbid_same_as=source)
     timings: dict[str, float] = {}
 
     mark = time.perf_counter()
@@ -210,7 +200,11 @@ def master_file(
     # the references are analysed on a second thread while this one analyses the mix (the DSP
     # releases the GIL); the one-worker pool bounds it, and the wait below has a timeout
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tonearm-reference") as pool:
-        pending = pool.submit(load_references, settings.references) if settings.references else None
+        pending = (
+            pool.submit(load_references, settings.references, infos=reference_infos)
+            if settings.references
+            else None
+        )
         with AudioReader(source, info=info) as reader:
             blocks: Iterable[AudioArray] = reader.blocks(block_frames=settings.block_frames)
             analysis = analyze_blocks(
