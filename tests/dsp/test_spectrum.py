@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 
 from tests.music_paths import MUSIC_DIR
+from tonearm.dsp.framing import BlockFramer
 from tonearm.dsp.spectrum import (
-    BlockFramer,
     SpectrumAccumulator,
     band_levels_db,
     default_fft_frames,

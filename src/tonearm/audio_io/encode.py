@@ -54,6 +54,7 @@ from tonearm.errors import EncodeError, ParameterError
 from tonearm.types import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, validate_audio
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
     import numpy.typing as npt
@@ -275,6 +276,11 @@ class AtomicAudioWriter:
         Seed of the TPDF dither (16-bit outputs); the same seed gives the same file.
     forbid_same_as : str or os.PathLike, optional
         The input file: writing onto it (same path, or a link to it) is refused.
+    on_written : callable, optional
+        Called with each piece of audio as it is handed to the encoder: float32 ``(channels,
+        frames)`` at ``fmt.sample_rate``, after resampling, dither and rounding. For lossless
+        formats (``not fmt.lossy``) these are exactly the samples a decoder reads back from the
+        file, so a caller can measure the output without decoding it again.
 
     Raises
     ------
@@ -298,8 +304,10 @@ class AtomicAudioWriter:
         fmt: OutputFormat,
         dither_seed: int = 0,
         forbid_same_as: str | os.PathLike[str] | None = None,
+        on_written: Callable[[AudioArray], None] | None = None,
     ) -> None:
         self._name = os.fspath(path)
+        self._on_written = on_written
         self._path = Path(self._name)
         if channels not in (1, 2):
             raise ParameterError(f"channels must be 1 or 2, got {channels!r}")
@@ -457,6 +465,8 @@ class AtomicAudioWriter:
             data = np.ascontiguousarray(chunk.T)
         self._file.write(data)
         self._frames_written += n
+        if self._on_written is not None:
+            self._on_written(data.T.copy())  # a copy: the scratch buffer is reused
 
     def _scratch_buffer(self, frames: int) -> npt.NDArray[np.float32]:
         if self._scratch is None or self._scratch.shape[0] < frames:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tonearm.dsp.framing import Rechunker
 from tonearm.types import validate_audio, validate_block, validate_channels
 
 if TYPE_CHECKING:
@@ -83,10 +84,14 @@ class LevelStatsAccumulator:
 
     def __init__(self, *, channels: int) -> None:
         self.channels = validate_channels(channels)
+        # sums over fixed pieces: the float64 rounding, and so every figure to the last bit,
+        # does not depend on how the stream was cut into blocks
+        self._rechunker = Rechunker(channels=self.channels, piece=_CHUNK_FRAMES)
         self.reset()
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
+        self._rechunker.reset()
         self._frames = 0
         self._peak = 0.0
         self._channel_energy = [0.0] * self.channels  # sum(x_i^2)
@@ -103,21 +108,25 @@ class LevelStatsAccumulator:
         self._push(validate_block(block, channels=self.channels))
 
     def _push(self, audio: AudioArray) -> None:
-        for start in range(0, audio.shape[1], _CHUNK_FRAMES):
-            chunk = audio[:, start : start + _CHUNK_FRAMES]
-            wide = chunk.astype(np.float64)  # float32 sums and differences are exact in float64
-            self._peak = max(self._peak, float(np.abs(chunk).max()))
-            for channel in range(self.channels):
-                self._channel_energy[channel] += _energy(wide[channel])
-            if self.channels == 2:
-                total = wide[0] + wide[1]
-                difference = wide[0] - wide[1]
-                self._sum_energy += _energy(total)
-                self._difference_energy += _energy(difference)
-        self._frames += audio.shape[1]
+        for piece in self._rechunker.push(audio):
+            self._add(piece)
+
+    def _add(self, chunk: AudioArray) -> None:
+        wide = chunk.astype(np.float64)  # float32 sums and differences are exact in float64
+        self._peak = max(self._peak, float(np.abs(chunk).max()))
+        for channel in range(self.channels):
+            self._channel_energy[channel] += _energy(wide[channel])
+        if self.channels == 2:
+            total = wide[0] + wide[1]
+            difference = wide[0] - wide[1]
+            self._sum_energy += _energy(total)
+            self._difference_energy += _energy(difference)
+        self._frames += chunk.shape[1]
 
     def result(self) -> LevelStats:
         """Statistics of everything pushed so far (silence figures before any frame)."""
+        for piece in self._rechunker.flush():
+            self._add(piece)
         peak_dbfs = 20.0 * math.log10(self._peak) if self._peak > 0.0 else float("-inf")
         samples = self._frames * self.channels
         energy = sum(self._channel_energy)

@@ -38,6 +38,7 @@ __all__ = [
     "TrackAnalysis",
     "TrackAnalyzer",
     "Verification",
+    "VerificationMeters",
     "analyze_audio",
     "analyze_file",
     "measure_file",
@@ -244,7 +245,9 @@ class TrackAnalyzer:
     """Streaming analysis of one track; ``push`` blocks, then ``result()``; ``reset()`` to reuse.
 
     ``fingerprint=False`` skips the 25-value fingerprint (the library needs it, a master does
-    not); the result's ``fingerprint`` is then None. ``expected_frames`` (the probed length)
+    not); the result's ``fingerprint`` is then None. ``chunks=False`` skips the 5 ms chunk
+    levels the gain model of a master needs (a reference does not); the result's ``chunks`` is
+    then empty. ``expected_frames`` (the probed length)
     sets the chunk resolution so that memory stays bounded for long tracks.
     """
 
@@ -255,8 +258,10 @@ class TrackAnalyzer:
         channels: int,
         fingerprint: bool = True,
         expected_frames: int = 0,
+        chunks: bool = True,
     ) -> None:
         self.sample_rate = sample_rate
+        self._with_chunks = chunks
         self.channels = channels
         self._weighting = KWeighting(sample_rate=sample_rate, channels=channels)
         self._loudness = LoudnessMeter(sample_rate=sample_rate, channels=channels)
@@ -298,7 +303,8 @@ class TrackAnalyzer:
         self._spectrum.push(block)
         if self._fingerprint is not None:
             self._fingerprint.push(block)
-        self._chunks.push(block, weighted)
+        if self._with_chunks:
+            self._chunks.push(block, weighted)
         self._frames += block.shape[1]
 
     def result(self) -> TrackAnalysis:
@@ -334,13 +340,15 @@ def analyze_blocks(
     frames_total: int = 0,
     on_progress: ProgressCallback | None = None,
     fingerprint: bool = True,
+    chunks: bool = True,
 ) -> TrackAnalysis:
-    """Run the analysis pass over a stream of blocks."""
+    """Run the analysis pass over a stream of blocks (see :class:`TrackAnalyzer`)."""
     analyzer = TrackAnalyzer(
         sample_rate=sample_rate,
         channels=channels,
         fingerprint=fingerprint,
         expected_frames=frames_total,
+        chunks=chunks,
     )
     done = 0
     for block in blocks:
@@ -369,6 +377,7 @@ def analyze_file(
     on_progress: ProgressCallback | None = None,
     info: AudioInfo | None = None,
     fingerprint: bool = True,
+    chunks: bool = True,
 ) -> TrackAnalysis:
     """Analyse a file in one streaming pass (flat memory); ``info`` skips a repeated probe."""
     with AudioReader(path, info=info) as reader:
@@ -380,6 +389,7 @@ def analyze_file(
             frames_total=info.frames,
             on_progress=on_progress,
             fingerprint=fingerprint,
+            chunks=chunks,
         )
 
 
@@ -390,6 +400,46 @@ class Verification:
     levels: MeasuredLevels
     short_term_lufs: npt.NDArray[np.float32]
     spectrum: MidSideSpectrum | None
+
+
+class VerificationMeters:
+    """The verify pass's meters over a stream of output blocks: loudness, LRA, true peak,
+    levels, and the spectrum when asked.
+
+    Fed either by decoding a written file (:func:`verify_file`) or, for lossless formats, with
+    the exact samples the encoder stored (``AtomicAudioWriter(on_written=...)``): a PCM or float
+    file decodes to those samples bit for bit, so both give the same figures.
+    """
+
+    def __init__(self, *, sample_rate: int, channels: int, spectrum: bool = False) -> None:
+        self._loudness = LoudnessMeter(sample_rate=sample_rate, channels=channels)
+        self._true_peak = TruePeakMeter(channels=channels)
+        self._levels = LevelStatsAccumulator(channels=channels)
+        # the verified spectrum is only reported: frames without overlap halve its cost
+        self._spectrum = (
+            SpectrumAccumulator(sample_rate=sample_rate, channels=channels, overlap=False)
+            if spectrum
+            else None
+        )
+        self.frames = 0
+
+    def push(self, block: AudioArray) -> None:
+        """Measure one block, float32 ``(channels, frames)``."""
+        self._loudness.push(block)
+        self._true_peak.push(block)
+        self._levels.push(block)
+        if self._spectrum is not None:
+            self._spectrum.push(block)
+        self.frames += block.shape[1]
+
+    def result(self) -> Verification:
+        """What was measured over every block pushed."""
+        loudness = self._loudness.result()
+        return Verification(
+            levels=_measured(loudness, self._true_peak.peak_dbtp, self._levels.result()),
+            short_term_lufs=loudness.short_term_lufs,
+            spectrum=None if self._spectrum is None else self._spectrum.result(),
+        )
 
 
 def verify_file(
@@ -403,29 +453,13 @@ def verify_file(
     """Measure a written file: loudness, LRA, true peak, levels (and its spectrum if asked)."""
     with AudioReader(path) as reader:
         info = reader.info
-        loudness = LoudnessMeter(sample_rate=info.sample_rate, channels=info.channels)
-        true_peak = TruePeakMeter(channels=info.channels)
-        levels = LevelStatsAccumulator(channels=info.channels)
-        spectra = (
-            SpectrumAccumulator(sample_rate=info.sample_rate, channels=info.channels)
-            if spectrum
-            else None
+        meters = VerificationMeters(
+            sample_rate=info.sample_rate, channels=info.channels, spectrum=spectrum
         )
-        done = 0
         for block in reader.blocks(block_frames=block_frames):
-            loudness.push(block)
-            true_peak.push(block)
-            levels.push(block)
-            if spectra is not None:
-                spectra.push(block)
-            done += block.shape[1]
-            _report(on_progress, "verify", done, info.frames, attempt)
-    result = loudness.result()
-    return Verification(
-        levels=_measured(result, true_peak.peak_dbtp, levels.result()),
-        short_term_lufs=result.short_term_lufs,
-        spectrum=None if spectra is None else spectra.result(),
-    )
+            meters.push(block)
+            _report(on_progress, "verify", meters.frames, info.frames, attempt)
+    return meters.result()
 
 
 def measure_file(

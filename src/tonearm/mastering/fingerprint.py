@@ -57,7 +57,8 @@ import numpy.typing as npt
 import scipy.fft
 import scipy.ndimage
 
-from tonearm.dsp.spectrum import BlockFramer, Rechunker, hann_window
+from tonearm.dsp.framing import BlockFramer, Rechunker
+from tonearm.dsp.spectrum import hann_window
 from tonearm.errors import ParameterError
 from tonearm.mastering.rhythm import count_onsets, estimate_tempo
 from tonearm.types import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, AudioArray, validate_audio

@@ -169,7 +169,7 @@ def load_references(
     analyses = []
     for index, path in enumerate(paths):
         info = None if infos is None else infos[index]
-        analysis = analyze_file(path, fingerprint=False, info=info)
+        analysis = analyze_file(path, fingerprint=False, chunks=False, info=info)
         _check_reference(os.fspath(path), analysis)
         analyses.append(analysis)
     loudness = np.array([a.loudness.integrated_lufs for a in analyses])
