@@ -14,7 +14,8 @@ temporary folder (deterministic processing, no randomness):
   3-minute reference.
 
 Each tool masters each pair ``--repeats`` times, alternating, every run in a fresh process pinned
-to one core with single-threaded BLAS: tonearm as its command line (``tonearm master MIX
+to ``--cores`` cores (default: all this process may use) with BLAS/OpenMP/numba thread pools
+of that size: tonearm as its command line (``tonearm master MIX
 --reference REF -o OUT --bit-depth 24 --report R.json``), Matchering as ``mg.process(target=MIX,
 reference=REF, results=[mg.pcm24(OUT)])``. Wall time is the whole process (start, imports,
 work); *in-process* is tonearm's ``timings_s["total"]`` and the ``mg.process`` call. Peak RSS is
@@ -68,7 +69,6 @@ THREAD_VARIABLES = (
     "NUMEXPR_NUM_THREADS",
     "NUMBA_NUM_THREADS",
 )
-SINGLE_THREAD = dict.fromkeys(THREAD_VARIABLES, "1")
 THREE_MINUTE_PAIR = "3-minute"
 REFERENCE_LUFS = -10.0
 SOFT_CLIP_CEILING = 0.95  # the reference's soft clip saturates towards -0.45 dBFS
@@ -317,9 +317,9 @@ def make_pairs(folder: Path, *, quick: bool) -> list[Pair]:
 # --- running the tools ----------------------------------------------------------------------
 
 
-def measure_child(command: list[str], timeout_s: float) -> None:
-    """Pin to one core, run ``command``, print its wall time, peak RSS and output (JSON)."""
-    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+def measure_child(command: list[str], timeout_s: float, cores: int) -> None:
+    """Pin to ``cores`` cores, run ``command``, print its wall time, peak RSS and output (JSON)."""
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
     started = time.perf_counter()
     try:
         result = subprocess.run(
@@ -343,13 +343,16 @@ def measure_child(command: list[str], timeout_s: float) -> None:
     )
 
 
-def measured_run(command: list[str], timeout_s: float = TOOL_TIMEOUT_S) -> dict[str, Any]:
-    """Run ``command`` in a fresh pinned, single-threaded child (see :func:`measure_child`)."""
+def measured_run(
+    command: list[str], *, cores: int, timeout_s: float = TOOL_TIMEOUT_S
+) -> dict[str, Any]:
+    """Run ``command`` in a fresh child pinned to ``cores`` (see :func:`measure_child`), with
+    thread pools of that size."""
     result = subprocess.run(
-        [sys.executable, __file__, "--measure-child", json.dumps([timeout_s, command])],
+        [sys.executable, __file__, "--measure-child", json.dumps([timeout_s, command, cores])],
         capture_output=True,
         text=True,
-        env={**os.environ, **SINGLE_THREAD},
+        env={**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(cores))},
         timeout=timeout_s + 60,
         check=True,
     )
@@ -364,7 +367,7 @@ def failed(tool: str, run: dict[str, Any]) -> bool:
     return True
 
 
-def run_tonearm(pair: Pair, folder: Path) -> dict[str, Any] | None:
+def run_tonearm(pair: Pair, folder: Path, *, cores: int) -> dict[str, Any] | None:
     output = folder / f"{pair.mix.stem}.tonearm.wav"
     report_path = folder / f"{pair.mix.stem}.tonearm.json"
     output.unlink(missing_ok=True)
@@ -383,7 +386,7 @@ def run_tonearm(pair: Pair, folder: Path) -> dict[str, Any] | None:
         str(report_path),
         "--quiet",
     ]
-    run = measured_run(command)
+    run = measured_run(command, cores=cores)
     if failed("tonearm", run):
         return None
     report = json.loads(report_path.read_text())
@@ -391,7 +394,7 @@ def run_tonearm(pair: Pair, folder: Path) -> dict[str, Any] | None:
     return run
 
 
-def run_matchering(pair: Pair, folder: Path) -> dict[str, Any] | None:
+def run_matchering(pair: Pair, folder: Path, *, cores: int) -> dict[str, Any] | None:
     output = folder / f"{pair.mix.stem}.matchering.wav"
     output.unlink(missing_ok=True)
     command = [
@@ -402,7 +405,7 @@ def run_matchering(pair: Pair, folder: Path) -> dict[str, Any] | None:
         str(pair.reference),
         str(output),
     ]
-    run = measured_run(command)
+    run = measured_run(command, cores=cores)
     if failed("Matchering", run):
         return None
     run.update(json.loads(run["stdout"].strip().splitlines()[-1]), output=output)
@@ -480,14 +483,16 @@ def compare(levels: Levels, reference: Levels) -> dict[str, Any]:
     }
 
 
-def benchmark_pair(pair: Pair, folder: Path, *, repeats: int, with_tonearm: bool) -> dict[str, Any]:
+def benchmark_pair(
+    pair: Pair, folder: Path, *, repeats: int, with_tonearm: bool, cores: int
+) -> dict[str, Any]:
     """Run the tools ``repeats`` times each (alternating) and measure their outputs."""
     print(f"pair {pair.name}: {pair.description}", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {"tonearm": [], "Matchering": []}
     for _ in range(repeats):
-        if with_tonearm and (run := run_tonearm(pair, folder)) is not None:
+        if with_tonearm and (run := run_tonearm(pair, folder, cores=cores)) is not None:
             runs["tonearm"].append(run)
-        if (run := run_matchering(pair, folder)) is not None:
+        if (run := run_matchering(pair, folder, cores=cores)) is not None:
             runs["Matchering"].append(run)
     reference = measure_file(pair.reference)
     mix = compare(measure_file(pair.mix), reference)
@@ -639,23 +644,32 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="only the 30-second pair")
     parser.add_argument("--bands", action="store_true", help="print the per-band residuals")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="cores each run may use (default: all available)",
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     if args.measure_child:
-        timeout_s, command = json.loads(args.measure_child)
-        measure_child(command, timeout_s)
+        timeout_s, command, cores = json.loads(args.measure_child)
+        measure_child(command, timeout_s, cores)
         return
     repeats = args.repeats or (1 if args.quick else 3)
     versions = ensure_matchering()
     print("Matchering environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(f"each run pinned to {args.cores} core(s), with thread pools of that size")
     with_tonearm = tonearm_has_reference()
     with tempfile.TemporaryDirectory(prefix="tonearm-reference-") as temp:
         folder = Path(temp)
         results = [
-            benchmark_pair(pair, folder, repeats=repeats, with_tonearm=with_tonearm)
+            benchmark_pair(
+                pair, folder, repeats=repeats, with_tonearm=with_tonearm, cores=args.cores
+            )
             for pair in make_pairs(folder, quick=args.quick)
         ]
     print_table(results)
@@ -669,6 +683,7 @@ def main() -> None:
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": machine(),
             "repeats": repeats,
+            "cores": args.cores,
             "matchering_environment": versions,
             "tonearm_has_reference": with_tonearm,
             "results": results,

@@ -16,8 +16,9 @@ Guarantees:
   worker stops at its next result, closes its source (which closes any stage before it, and
   any file a source generator holds open) and is joined.
 * **Timeouts**: every wait is bounded. A consumer waiting longer than ``stall_timeout_s`` for
-  one result raises :class:`~tonearm.errors.TonearmError`; a worker whose consumer has gone
-  stops within ``POLL_S``.
+  one result raises :class:`~tonearm.errors.TonearmError` at once (the stalled worker is left
+  to end by itself, as a daemon thread); a worker whose consumer has gone stops within
+  ``POLL_S`` of finishing its current item, and is waited for at most ``JOIN_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class _Worker:
     ) -> None:
         self._queue: queue.Queue[tuple[int, Any]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self.stalled = False
         self._thread = threading.Thread(
             target=self._run, args=(iter(source), fn), name=name, daemon=True
         )
@@ -90,14 +92,18 @@ class _Worker:
         try:
             return self._queue.get(timeout=timeout_s)
         except queue.Empty:
+            self.stalled = True
             raise TonearmError(
                 f"processing stage '{self._thread.name}' produced nothing for {timeout_s:g} s"
             ) from None
 
     def cancel(self) -> None:
+        """Ask the worker to stop; wait for it unless it has stalled (it then stops, as a
+        daemon thread, whenever its current item ends)."""
         self._stop.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=JOIN_TIMEOUT_S)
+        if self.stalled or self._thread is threading.current_thread():
+            return
+        self._thread.join(timeout=JOIN_TIMEOUT_S)
 
 
 def threaded_map(

@@ -391,3 +391,39 @@ def test_dither_keeps_digital_silence_silent() -> None:
     out = tpdf_dither_quantize(block, bits=16, rng=np.random.default_rng(0))
     assert not out[:, :5_000].any()
     assert np.all(np.abs(out[:, 5_000:] - 0.25) <= 1.5 / 2**15)
+
+
+@pytest.mark.parametrize(
+    ("name", "bit_depth"),
+    [
+        ("w.wav", "16"),
+        ("w.wav", "24"),
+        ("w.wav", "32f"),
+        ("w.flac", "16"),
+        ("w.flac", "24"),
+        ("w.aiff", "16"),
+        ("w.aiff", "24"),
+    ],
+)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_on_written_sees_exactly_what_a_lossless_file_decodes_to(
+    tmp_path: Path, name: str, bit_depth: BitDepth, channels: int
+) -> None:
+    rate = 44100
+    # louder than full scale in places, so clipping is part of what must match
+    audio = make_signal(channels=channels, frames=rate * 2 + 17, sample_rate=rate, amplitude=1.1)
+    fmt = output_format_for(tmp_path / name, sample_rate=rate, bit_depth=bit_depth)
+    assert not fmt.lossy
+    written: list[np.ndarray] = []
+    with AtomicAudioWriter(
+        tmp_path / name, sample_rate=rate, channels=channels, fmt=fmt, on_written=written.append
+    ) as writer:
+        for start in range(0, audio.shape[1], 30000):  # blocks that do not align with chunks
+            writer.write(audio[:, start : start + 30000])
+    stored = np.concatenate(written, axis=1)
+    assert all(piece.dtype == np.float32 and piece.flags.c_contiguous for piece in written)
+    decoded = read_audio(tmp_path / name).audio
+    assert stored.shape == decoded.shape == audio.shape
+    assert np.array_equal(stored, decoded)  # bit for bit
+    if bit_depth != "32f":
+        assert not np.array_equal(stored, audio)  # quantised, not the input passed through

@@ -249,3 +249,22 @@ def test_parameter_errors() -> None:
         acc.push(np.zeros((2, 100)))  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="gate_lu"):
         acc.result(gate_lu=3.0)
+
+
+def test_frames_without_overlap_use_half_the_frames_and_agree_on_long_audio() -> None:
+    audio = np.ascontiguousarray(_bach()[:, : 40 * SR])
+    overlapped = SpectrumAccumulator(sample_rate=SR, channels=2)
+    adjacent = SpectrumAccumulator(sample_rate=SR, channels=2, overlap=False)
+    for start in range(0, audio.shape[1], 65536):
+        overlapped.push(audio[:, start : start + 65536])
+        adjacent.push(audio[:, start : start + 65536])
+    dense, sparse = overlapped.result(), adjacent.result()
+    n_fft = default_fft_frames(SR)
+    assert sparse.frames_used <= audio.shape[1] // n_fft
+    assert abs(2 * sparse.frames_used - dense.frames_used) <= 0.1 * dense.frames_used
+    # the same long-term balance, band by band (third octaves, where the music has energy)
+    centres = third_octave_centers_hz(f_min_hz=63.0, f_max_hz=8000.0)
+    dense_db = band_levels_db(dense.freqs_hz, dense.mid_power, centers_hz=centres)
+    sparse_db = band_levels_db(sparse.freqs_hz, sparse.mid_power, centers_hz=centres)
+    assert np.max(np.abs(dense_db - sparse_db)) < 1.0
+    assert abs(np.mean(dense_db - sparse_db)) < 0.2

@@ -152,7 +152,8 @@ class _GainStage:
             return delayed
         # 10 ** (-dB / 20) as exp2 in float32: ~15x faster than float64 power, 1e-7 relative
         gain = np.exp2(reduction.astype(np.float32) * _DB_TO_LOG2_GAIN)
-        return delayed * gain
+        limited: AudioArray = delayed * gain
+        return limited
 
 
 def compressor_gain_reduction_db(

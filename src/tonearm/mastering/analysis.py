@@ -56,6 +56,8 @@ def chunks_per_subblock_for(frames: int, *, sample_rate: int) -> int:
 
 
 DEFAULT_BLOCK_FRAMES = 65536
+LONG_TRACK_S = 60.0
+"""From this length on, the loud-part spectrum is taken from adjacent frames, not overlapping."""
 
 
 def finite_or_none(value: float) -> float | None:
@@ -267,7 +269,12 @@ class TrackAnalyzer:
         self._loudness = LoudnessMeter(sample_rate=sample_rate, channels=channels)
         self._true_peak = TruePeakMeter(channels=channels)
         self._levels = LevelStatsAccumulator(channels=channels)
-        self._spectrum = SpectrumAccumulator(sample_rate=sample_rate, channels=channels)
+        # frames overlap on short tracks, where every frame counts; a long one has frames
+        # enough without (a minute holds ~320), for half the FFT work
+        long_track = expected_frames >= LONG_TRACK_S * sample_rate
+        self._spectrum = SpectrumAccumulator(
+            sample_rate=sample_rate, channels=channels, overlap=not long_track
+        )
         self._fingerprint = (
             FingerprintAccumulator(sample_rate=sample_rate, channels=channels)
             if fingerprint

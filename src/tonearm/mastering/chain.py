@@ -24,7 +24,7 @@ from tonearm.dsp.eq import FirConvolver, design_linear_phase_fir, fir_taps_for
 from tonearm.pipeline import threaded_map
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable
 
     from tonearm.mastering.plan import MasteringPlan
     from tonearm.types import AudioArray
@@ -175,7 +175,7 @@ def render_blocks(
     channels: int,
     flush_frames: int = 65536,
     threaded: bool = False,
-) -> Iterator[AudioArray]:
+) -> Generator[AudioArray, None, None]:
     """Stream blocks through ``chain``; the output is time-aligned and exactly as long.
 
     ``threaded`` runs each of ``chain.stages()`` on its own thread (the source is then iterated

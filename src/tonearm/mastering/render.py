@@ -205,10 +205,10 @@ def _render_pass(
         frames_written = writer.frames_written
     if meters is None:
         return None
-    stored = probe(staging)
-    if stored.frames != frames_written or stored.channels != info.channels:
+    on_disk = probe(staging)
+    if on_disk.frames != frames_written or on_disk.channels != info.channels:
         raise EncodeError(
-            f"'{staging.name}' holds {stored.frames} frames x {stored.channels} channels after "
+            f"'{staging.name}' holds {on_disk.frames} frames x {on_disk.channels} channels after "
             f"writing {frames_written} x {info.channels}"
         )
     _report_verify(on_progress, info.frames, attempt)
