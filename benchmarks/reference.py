@@ -9,9 +9,10 @@ temporary folder (deterministic processing, no randomness):
   a 24-bit WAV; the reference is the first 180 s of the Beethoven MP3 made bright (+4 dB high
   shelf, 4 kHz midpoint), wide (side +3 dB) and loud (gain into a ``tanh`` soft clip, -10 LUFS),
   a 16-bit WAV.
-* **30-second pair**: the mix is the first 30 s of the Bach made dull (4th-order low-pass at
-  5 kHz), narrow (side -6 dB) and quiet (-24 LUFS); the reference is the first 30 s of the
-  3-minute reference.
+* **30-second pairs**: the mix is the first 30 s of the Bach made dull, narrow (side -6 dB) and
+  quiet (-24 LUFS); the reference is the first 30 s of the 3-minute reference. "30 s shelf" is
+  dull the usual way (a -8 dB high shelf, 3 kHz midpoint); "30 s lowpass" is an extreme case
+  (a 4th-order low-pass at 5 kHz leaves the top octaves 30-57 dB short of the reference).
 
 Each tool masters each pair ``--repeats`` times, alternating, every run in a fresh process pinned
 to ``--cores`` cores (default: all this process may use) with BLAS/OpenMP/numba thread pools
@@ -28,7 +29,7 @@ The benchmark reports; it does not assert. It exits 0 whatever the figures, 2 if
 cannot be installed. If ``tonearm master`` has no ``--reference`` yet, it runs Matchering alone.
 
     .venv/bin/python benchmarks/reference.py                  # both pairs, 3 runs each
-    .venv/bin/python benchmarks/reference.py --quick          # the 30-second pair, 1 run
+    .venv/bin/python benchmarks/reference.py --quick          # the 30-second pairs, 1 run
     .venv/bin/python benchmarks/reference.py --bands          # also the per-band residuals
     .venv/bin/python benchmarks/reference.py --json out.json  # also write the figures
 """
@@ -70,6 +71,8 @@ THREAD_VARIABLES = (
     "NUMBA_NUM_THREADS",
 )
 THREE_MINUTE_PAIR = "3-minute"
+WIDE_EQ = "tonearm ±24"
+WIDE_EQ_ARGS = ("--max-eq", "24")
 REFERENCE_LUFS = -10.0
 SOFT_CLIP_CEILING = 0.95  # the reference's soft clip saturates towards -0.45 dBFS
 # seconds; generous, so a slow machine still finishes, but a hung tool does not block forever
@@ -287,14 +290,23 @@ def make_pairs(folder: Path, *, quick: bool) -> list[Pair]:
     lowpass = scipy.signal.butter(4, 5000.0, fs=rate, output="sos")
     dull = scipy.signal.sosfilt(lowpass, bach, axis=-1).astype(np.float32)
     quiet = to_lufs(scale_side(dull, -6.0), rate, -24.0)
+    shelved = scipy.signal.sosfilt(high_shelf_sos(-8.0, 3000.0, rate), bach, axis=-1)
+    quiet_shelved = to_lufs(scale_side(shelved.astype(np.float32), -6.0), rate, -24.0)
     pairs = [
         Pair(
-            "30-second",
+            "30 s shelf",
+            write_wav(folder / "mix_30s_shelf.wav", quiet_shelved, rate, "PCM_24"),
+            short_reference,
+            "Bach 0-30 s, high shelf -8 dB (3 kHz), side -6 dB, -24 LUFS; "
+            "vs the 3-minute reference's first 30 s",
+        ),
+        Pair(
+            "30 s lowpass",
             write_wav(folder / "mix_30s.wav", quiet, rate, "PCM_24"),
             short_reference,
             "Bach 0-30 s, low-passed 5 kHz, side -6 dB, -24 LUFS; "
             "vs the 3-minute reference's first 30 s",
-        )
+        ),
     ]
     if quick:
         return pairs
@@ -367,9 +379,12 @@ def failed(tool: str, run: dict[str, Any]) -> bool:
     return True
 
 
-def run_tonearm(pair: Pair, folder: Path, *, cores: int) -> dict[str, Any] | None:
-    output = folder / f"{pair.mix.stem}.tonearm.wav"
-    report_path = folder / f"{pair.mix.stem}.tonearm.json"
+def run_tonearm(
+    pair: Pair, folder: Path, *, cores: int, extra: tuple[str, ...] = ()
+) -> dict[str, Any] | None:
+    tag = "tonearm" + "".join(extra).replace("-", "_")
+    output = folder / f"{pair.mix.stem}.{tag}.wav"
+    report_path = folder / f"{pair.mix.stem}.{tag}.json"
     output.unlink(missing_ok=True)
     report_path.unlink(missing_ok=True)
     command = [
@@ -385,6 +400,7 @@ def run_tonearm(pair: Pair, folder: Path, *, cores: int) -> dict[str, Any] | Non
         "--report",
         str(report_path),
         "--quiet",
+        *extra,
     ]
     run = measured_run(command, cores=cores)
     if failed("tonearm", run):
@@ -488,12 +504,15 @@ def benchmark_pair(
 ) -> dict[str, Any]:
     """Run the tools ``repeats`` times each (alternating) and measure their outputs."""
     print(f"pair {pair.name}: {pair.description}", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {"tonearm": [], "Matchering": []}
+    runs: dict[str, list[dict[str, Any]]] = {"tonearm": [], "Matchering": [], WIDE_EQ: []}
     for _ in range(repeats):
         if with_tonearm and (run := run_tonearm(pair, folder, cores=cores)) is not None:
             runs["tonearm"].append(run)
         if (run := run_matchering(pair, folder, cores=cores)) is not None:
             runs["Matchering"].append(run)
+    # once more with the widest clamp tonearm allows: what the default +-12 dB gives up
+    if with_tonearm and (run := run_tonearm(pair, folder, cores=cores, extra=WIDE_EQ_ARGS)):
+        runs[WIDE_EQ].append(run)
     reference = measure_file(pair.reference)
     mix = compare(measure_file(pair.mix), reference)
     tools = {}
@@ -521,7 +540,7 @@ def benchmark_pair(
 
 def table_row(pair: str, tool: str, tonal: str, row: dict[str, Any], cost: str) -> str:
     return (
-        f"{pair:<11}{tool:<12}{tonal:>15}{row['loudness_error_lu']:>+9.2f} LU"
+        f"{pair:<13}{tool:<12}{tonal:>15}{row['loudness_error_lu']:>+9.2f} LU"
         f"{row['true_peak_dbtp']:>+8.2f} dBTP{row['side_to_mid_delta_db']:>+8.2f} dB{cost}"
     )
 
@@ -529,7 +548,7 @@ def table_row(pair: str, tool: str, tonal: str, row: dict[str, Any], cost: str) 
 def print_table(results: list[dict[str, Any]]) -> None:
     print()
     print(
-        f"{'pair':<11}{'tool':<12}{'tonal dist dB':>15}{'loud err':>12}{'true peak':>13}"
+        f"{'pair':<13}{'tool':<12}{'tonal dist dB':>15}{'loud err':>12}{'true peak':>13}"
         f"{'S/M delta':>11}{'wall s (process / in)':>24}{'peak RSS':>10}"
     )
     for result in results:
@@ -542,7 +561,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
             print(table_row(result["pair"], tool, tonal, row, cost))
         ref = result["reference"]
         print(
-            f"{'':<11}reference: {ref['lufs']:.2f} LUFS, {ref['true_peak_dbtp']:+.2f} dBTP, "
+            f"{'':<13}reference: {ref['lufs']:.2f} LUFS, {ref['true_peak_dbtp']:+.2f} dBTP, "
             f"side/mid {ref['side_to_mid_db']:+.2f} dB (2.5-20 kHz)"
         )
 
@@ -553,10 +572,10 @@ def print_bands(results: list[dict[str, Any]]) -> None:
 
     for result in results:
         print(f"\n{result['pair']}: band level minus the reference's, dB (level offset removed)")
-        print(f"{'Hz':<11}" + "".join(f"{f:>6.0f}" for f in TONAL_BANDS_HZ))
+        print(f"{'Hz':<13}" + "".join(f"{f:>6.0f}" for f in TONAL_BANDS_HZ))
         rows = {"(mix)": result["mix"]} | result["tools"]
         for tool, row in rows.items():
-            print(f"{tool:<11}" + "".join(f"{x:>+6.1f}" for x in row["band_residual_db"]))
+            print(f"{tool:<13}" + "".join(f"{x:>+6.1f}" for x in row["band_residual_db"]))
 
 
 def verdicts(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -581,6 +600,12 @@ def verdicts(results: list[dict[str, Any]]) -> dict[str, Any]:
         None if three is None else three["speedup_in_process_x"] >= 4.0
     )
     found["under_a_third_memory"] = None if three is None else three["memory_ratio"] < 1.0 / 3.0
+    wide = [
+        r["tools"][WIDE_EQ]["tonal_distance_db"] < r["tools"]["Matchering"]["tonal_distance_db"]
+        for r in results
+        if {WIDE_EQ, "Matchering"} <= r["tools"].keys()
+    ]
+    found["closer_on_every_pair_max_eq_24"] = all(wide) if wide else None
     return found
 
 
@@ -598,6 +623,7 @@ def print_verdicts(found: dict[str, Any], with_tonearm: bool) -> None:
         )
     labels = {
         "closer_on_every_pair": "tonearm closer to the reference than Matchering (every pair)",
+        "closer_on_every_pair_max_eq_24": "same, with tonearm's --max-eq 24 (not the default)",
         "at_least_4x_faster": f"tonearm >= 4x faster ({THREE_MINUTE_PAIR} pair, whole process)",
         "at_least_4x_faster_in_process": "tonearm >= 4x faster (same, the call alone)",
         "under_a_third_memory": f"tonearm < 1/3 of Matchering's peak RSS ({THREE_MINUTE_PAIR})",
@@ -641,7 +667,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measure-child", help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, help="runs per tool and pair (default 3; quick 1)")
-    parser.add_argument("--quick", action="store_true", help="only the 30-second pair")
+    parser.add_argument("--quick", action="store_true", help="only the 30-second pairs")
     parser.add_argument("--bands", action="store_true", help="print the per-band residuals")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument(

@@ -241,6 +241,7 @@ def test_reference_bad_inputs_exit_2(tmp_path: Path, short_mix: Path) -> None:
         (("--plan", tmp_path / "bad.json"), "cannot read plan"),
         (("--plan", tmp_path / "bad.json", "--reference", short), "not both"),
         (("--reference", short, "--plot", tmp_path / "x.jpg"), ".png"),
+        (("--reference", short_mix, "--max-eq", "40"), "max EQ must be between 0 and 24 dB"),
     ]
     for args, message in cases:
         result = _run("master", short_mix, *args, "-o", tmp_path / "out.wav")

@@ -204,6 +204,10 @@ def master(
     smoothing: Annotated[
         float, typer.Option(help="Smoothing of the matching curve, in octaves.")
     ] = 1.0 / 3.0,
+    max_eq: Annotated[
+        float,
+        typer.Option("--max-eq", help="Largest boost or cut of the matching curve, in dB."),
+    ] = 12.0,
     save_plan: Annotated[
         Path | None, typer.Option("--save-plan", help="Save the plan as JSON (a preset).")
     ] = None,
@@ -239,6 +243,7 @@ def master(
                 match_width=not no_width,
                 match_loudness=not no_loudness,
                 smoothing_octaves=smoothing,
+                max_eq_db=max_eq,
                 lufs=lufs if references else None,
             ),
             plan=None if plan is None else _load_plan(plan),

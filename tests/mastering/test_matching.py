@@ -282,3 +282,20 @@ def test_bad_references_are_clear_errors(
     with pytest.raises(ParameterError, match=message):
         _master(mix, [bad], tmp_path / "out.wav")
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_max_eq_sets_the_clamp(extreme_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    mix, reference = extreme_pair
+    wide = _master(mix, [reference], tmp_path / "wide.wav", max_eq_db=20.0)
+    narrow = _master(mix, [reference], tmp_path / "narrow.wav", max_eq_db=4.0)
+    assert wide.plan.eq is not None and narrow.plan.eq is not None
+    assert max(abs(g) for g in narrow.plan.eq.mid_db) <= 4.0 + 1e-9
+    # this pair needs more than 12 dB somewhere: a wider clamp uses it
+    assert max(abs(g) for g in wide.plan.eq.mid_db) > 12.0
+    assert max(abs(g) for g in wide.plan.eq.mid_db) <= 20.0 + 1e-9
+
+
+@pytest.mark.parametrize("max_eq_db", [-1.0, 24.5])
+def test_max_eq_out_of_range_is_refused(max_eq_db: float) -> None:
+    with pytest.raises(ParameterError, match="max EQ must be between 0 and 24 dB"):
+        MatchSettings(max_eq_db=max_eq_db)

@@ -56,6 +56,7 @@ FloatArray = npt.NDArray[np.float64]
 NO_CONTENT_DB = 100.0
 NO_CONTENT_TAPER_DB = 20.0
 MAX_SIDE_TO_MID_DB = -1.0  # correlation guard: side at least 1 dB under mid, broadband
+MAX_EQ_LIMIT_DB = 24.0  # the most --max-eq allows: beyond it a curve mostly lifts noise
 MATCH_FIR_DURATION_S = 0.37  # ~16 Hz resolution: 1/3-octave detail down to ~50 Hz
 
 
@@ -75,6 +76,10 @@ class MatchSettings:
         if not 1.0 / 24.0 <= self.smoothing_octaves <= 3.0:
             raise ParameterError(
                 f"smoothing must be between 1/24 and 3 octaves, got {self.smoothing_octaves:g}"
+            )
+        if not 0.0 <= self.max_eq_db <= MAX_EQ_LIMIT_DB:
+            raise ParameterError(
+                f"max EQ must be between 0 and {MAX_EQ_LIMIT_DB:g} dB, got {self.max_eq_db:g}"
             )
 
 
