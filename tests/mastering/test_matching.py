@@ -288,7 +288,8 @@ def test_max_eq_sets_the_clamp(extreme_pair: tuple[Path, Path], tmp_path: Path) 
     mix, reference = extreme_pair
     wide = _master(mix, [reference], tmp_path / "wide.wav", max_eq_db=20.0)
     narrow = _master(mix, [reference], tmp_path / "narrow.wav", max_eq_db=4.0)
-    assert wide.plan.eq is not None and narrow.plan.eq is not None
+    assert wide.plan.eq is not None
+    assert narrow.plan.eq is not None
     assert max(abs(g) for g in narrow.plan.eq.mid_db) <= 4.0 + 1e-9
     # this pair needs more than 12 dB somewhere: a wider clamp uses it
     assert max(abs(g) for g in wide.plan.eq.mid_db) > 12.0
