@@ -1,4 +1,5 @@
-"""Command line: the composition root (``tonearm master``, ``tonearm analyze``).
+"""Command line: the composition root (``tonearm master``, ``analyze``; ``scan`` lives in
+:mod:`tonearm.cli_library`, the shared parts in :mod:`tonearm.cli_common`).
 
 Exit codes: 0 success, 2 bad input or bad usage (one line on stderr, no traceback, no output
 file left), 1 internal error (set ``TONEARM_DEBUG=1`` for the traceback), 130 interrupted.
@@ -13,17 +14,17 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from tonearm import __version__
+from tonearm import cli_library as cli_library  # registers "scan" on the shared app
+from tonearm.cli_common import UsageError, app, exit_codes, progress_bars, stderr, stdout
 from tonearm.errors import UserInputError
 from tonearm.events import ProgressEvent
 from tonearm.mastering.analysis import analyze_file
@@ -35,18 +36,6 @@ from tonearm.mastering.targets import PRESETS, resolve_target
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
-    name="tonearm",
-    help="Adaptive mastering engine: master to platform loudness targets, analyse tracks.",
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-# typer vendors click and exports only BadParameter; its base is the usage error of every kind
-UsageError: type[Exception] = typer.BadParameter.__mro__[1]
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
 TargetName = Enum("TargetName", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
 
 
@@ -56,26 +45,6 @@ class BitDepthOption(StrEnum):
     pcm16 = "16"
     pcm24 = "24"
     float32 = "32f"
-
-
-@contextlib.contextmanager
-def _exit_codes() -> Iterator[None]:
-    """Map exceptions to the documented exit codes, with one line on stderr."""
-    try:
-        yield
-    except UserInputError as exc:
-        stderr.print(f"error: {exc}", markup=False)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        stderr.print("interrupted", markup=False)
-        raise typer.Exit(130) from None
-    except typer.Exit:
-        raise
-    except Exception as exc:
-        if os.environ.get("TONEARM_DEBUG"):
-            raise
-        stderr.print(f"internal error: {type(exc).__name__}: {exc}", markup=False)
-        raise typer.Exit(1) from None
 
 
 class _Bars:
@@ -96,18 +65,6 @@ class _Bars:
             )
             self._tasks[key] = task
         self._progress.update(task, completed=event.frames_done)
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-        disable=quiet or not stderr.is_terminal,
-    )
 
 
 def _write_json_atomically(path: Path, payload: Any) -> None:
@@ -221,7 +178,7 @@ def master(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary or progress.")] = False,
 ) -> None:
     """Master IN to a loudness target with a true-peak ceiling, or to match references."""
-    with _exit_codes():
+    with exit_codes():
         for path, what in ((report, "report"), (save_plan, "plan"), (plot, "plot")):
             _check_output_path(path, what)
         if plot is not None and plot.suffix.lower() != ".png":
@@ -249,7 +206,7 @@ def master(
             plan=None if plan is None else _load_plan(plan),
             output_spectrum=plot is not None,
         )
-        with _progress(quiet) as progress:
+        with progress_bars(quiet) as progress:
             result = master_file(
                 input_path, output, settings=settings, on_progress=_Bars(progress, input_path.name)
             )
@@ -276,10 +233,10 @@ def analyze(
     """Measure loudness, loudness range, true peak and the fingerprint of each FILE."""
     failed = False
     table = Table("file", "LUFS", "dBTP", "LRA", "rate", "ch", "seconds")
-    with _progress(as_json) as progress:
+    with progress_bars(as_json) as progress:
         for path in files:
             try:
-                with _exit_codes():
+                with exit_codes():
                     result = analyze_file(path, on_progress=_Bars(progress, path.name))
             except typer.Exit as exit_:
                 if exit_.exit_code != 2:

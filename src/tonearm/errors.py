@@ -7,7 +7,15 @@ exits 2. Anything else that escapes is a bug and exits 1.
 
 from __future__ import annotations
 
-__all__ = ["DecodeError", "EncodeError", "ParameterError", "TonearmError", "UserInputError"]
+__all__ = [
+    "DatabaseError",
+    "DecodeError",
+    "EncodeError",
+    "ParameterError",
+    "TagError",
+    "TonearmError",
+    "UserInputError",
+]
 
 
 class TonearmError(Exception):
@@ -28,3 +36,11 @@ class DecodeError(UserInputError):
 
 class EncodeError(UserInputError):
     """An output cannot be written (missing folder, unsupported format, same path as input)."""
+
+
+class TagError(UserInputError):
+    """A file's tags cannot be read or written (broken, unsupported, read-only)."""
+
+
+class DatabaseError(UserInputError):
+    """The library database cannot be used: not a database, a newer schema, unreachable."""

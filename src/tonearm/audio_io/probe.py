@@ -150,7 +150,7 @@ def open_audio(path: str | os.PathLike[str]) -> tuple[AudioInfo, sf.SoundFile | 
     refusal: str | None = None
     if file.suffix.lower() not in PYAV_EXTENSIONS:
         try:
-            handle = sf.SoundFile(os.fspath(file))
+            handle = sf.SoundFile(os.fsencode(file))  # bytes: any file name, UTF-8 or not
         except sf.LibsndfileError as exc:
             refusal = _refusal(exc, name)
         except (sf.SoundFileError, OSError, RuntimeError) as exc:
@@ -323,7 +323,7 @@ def read_frames_into(handle: sf.SoundFile, out: npt.NDArray[np.float32]) -> int:
 def reopen_soundfile(file: Path, name: str) -> sf.SoundFile:
     """Open ``file`` again with libsndfile, at frame 0 with a fresh decoder state."""
     try:
-        return sf.SoundFile(os.fspath(file))
+        return sf.SoundFile(os.fsencode(file))
     except (sf.SoundFileError, OSError, RuntimeError) as exc:
         reason = " ".join(str(exc).split()).rstrip(".")
         raise DecodeError(f"cannot read '{name}': {reason}") from None

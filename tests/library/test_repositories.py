@@ -1,0 +1,178 @@
+"""Repositories on both backends: pages, search, updates, counters, playlists, settings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.library.rows import add_tracks
+from tonearm.errors import ParameterError
+from tonearm.library.manager import LibraryManager
+from tonearm.library.records import TrackRecord
+
+
+@pytest.fixture
+def library(database_url: str) -> Iterator[LibraryManager]:
+    with LibraryManager(database_url) as manager:
+        yield manager
+
+
+def test_pages_cover_every_track_once_in_order(library: LibraryManager) -> None:
+    ids = add_tracks(library.db, 230)
+    seen: list[TrackRecord] = []
+    offset = 0
+    while True:
+        page = library.tracks.list(offset=offset, limit=50, order="title")
+        assert page.total == 230
+        seen.extend(page.items)
+        if len(page.items) < 50:
+            break
+        offset += 50
+    assert sorted(t.id for t in seen) == sorted(ids)
+    titles = [t.title or "" for t in seen]
+    assert titles == sorted(titles)
+    assert isinstance(seen[0], TrackRecord)
+    assert seen[0].artist is not None
+    assert seen[0].album is not None
+    assert seen[0].genre is not None
+
+
+def test_search_matches_title_artist_album_and_genre_in_any_case(
+    library: LibraryManager,
+) -> None:
+    add_tracks(library.db, 70)
+    preludes = library.tracks.search("PRELUDE", limit=100)
+    assert preludes.total == 10  # every 7th of 70
+    assert all("Prelude" in (t.title or "") for t in preludes.items)
+    assert library.tracks.search("artist 3", limit=100).total == 14
+    assert library.tracks.search("ragtime", limit=100).total == 14  # a genre
+    assert library.tracks.search("album 2", limit=100).total == 7
+    assert library.tracks.search("100%", limit=10).total == 0  # LIKE wildcards are literal
+    with pytest.raises(ParameterError):
+        library.tracks.search("   ")
+
+
+def test_get_update_and_the_cache_never_serves_stale_rows(library: LibraryManager) -> None:
+    (track_id,) = add_tracks(library.db, 1)
+    before = library.tracks.get(track_id)
+    assert before is not None
+    assert library.tracks.get(track_id) is before  # a cache hit
+    after = library.tracks.update(track_id, title="New title", year=1913)
+    assert after.title == "New title"
+    assert after.year == 1913
+    assert library.tracks.get(track_id) == after
+    assert library.tracks.search("new title").total == 1
+    assert library.tracks.get(987654) is None
+    with pytest.raises(ParameterError, match="cannot update path"):
+        library.tracks.update(track_id, path="/elsewhere")
+    with pytest.raises(ParameterError, match="no track"):
+        library.tracks.update(987654, title="x")
+
+
+def test_twenty_threads_times_a_hundred_plays_lose_nothing(library: LibraryManager) -> None:
+    (track_id,) = add_tracks(library.db, 1)
+    barrier = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def play() -> None:
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(100):
+                library.tracks.record_play(track_id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=play) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    record = library.tracks.get(track_id)
+    assert record is not None
+    assert record.play_count == 2000
+
+
+def test_favourites(library: LibraryManager) -> None:
+    first, second = add_tracks(library.db, 2)
+    library.tracks.set_favourite(second, True)
+    library.tracks.set_favourite(first, True)
+    library.tracks.set_favourite(first, True)  # idempotent
+    assert set(library.tracks.favourites()) == {first, second}
+    library.tracks.set_favourite(second, False)
+    assert library.tracks.favourites() == (first,)
+    record = library.tracks.get(first)
+    assert record is not None
+    assert record.favourite
+
+
+def test_playlists_keep_their_order_through_every_change(library: LibraryManager) -> None:
+    a, b, c, d = add_tracks(library.db, 4)
+    playlist = library.playlists.create("Mix", [c, a])
+    assert playlist.track_ids == (c, a)
+    assert library.playlists.append(playlist.id, [d, a]).track_ids == (c, a, d, a)
+    assert library.playlists.set_tracks(playlist.id, [b, c]).track_ids == (b, c)
+    assert library.playlists.rename(playlist.id, "Evening").name == "Evening"
+    assert [p.name for p in library.playlists.list()] == ["Evening"]
+    with pytest.raises(ParameterError, match="exists already"):
+        library.playlists.create("Evening")
+    with pytest.raises(ParameterError, match="no track"):
+        library.playlists.append(playlist.id, [999999])
+    assert library.playlists.get(playlist.id) == library.playlists.list()[0]
+    library.playlists.delete(playlist.id)
+    assert library.playlists.get(playlist.id) is None
+    assert library.playlists.list() == ()
+
+
+def test_concurrent_appends_keep_every_entry(library: LibraryManager) -> None:
+    ids = add_tracks(library.db, 10)
+    playlist = library.playlists.create("Party")
+    errors: list[BaseException] = []
+
+    def add(track_id: int) -> None:
+        try:
+            for _ in range(10):
+                library.playlists.append(playlist.id, [track_id])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(t,)) for t in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    final = library.playlists.get(playlist.id)
+    assert final is not None
+    assert sorted(final.track_ids) == sorted(ids * 10)
+
+
+def test_albums_artists_genres_and_settings(library: LibraryManager) -> None:
+    add_tracks(library.db, 20, albums=4)
+    albums = library.albums.list()
+    assert albums.total == 4
+    assert sum(album.track_count for album in albums.items) == 20
+    assert library.albums.get(albums.items[0].id) == albums.items[0]
+    assert library.albums.cover(albums.items[0].id) is None
+    assert library.artists.list().total == 5
+    assert library.artists.list(query="artist 1").total == 1
+    assert [g.name for g in library.genres.list()] == sorted(
+        ["Ambient", "Baroque", "Classical", "Jazz", "Ragtime"]
+    )
+    assert library.settings.get("volume", 0.5) == 0.5
+    library.settings.set("volume", 0.8)
+    assert library.settings.get("volume") == 0.8
+    library.settings.set("volume", {"db": -3})
+    assert library.settings.get("volume") == {"db": -3}
+
+
+def test_bad_pages_are_refused(library: LibraryManager) -> None:
+    with pytest.raises(ParameterError):
+        library.tracks.list(limit=0)
+    with pytest.raises(ParameterError):
+        library.tracks.list(offset=-1)
+    with pytest.raises(ParameterError, match="order must be"):
+        library.tracks.list(order="random")
