@@ -15,8 +15,14 @@ run: $(STAMP) ## Master the bundled demo track (until the server exists) and pri
 	@mkdir -p $(OUT)
 	$(BIN)/tonearm master $(DEMO) -o $(OUT)/bach_bwv66_6.mastered.flac --target spotify --report $(OUT)/bach_bwv66_6.report.json
 
-test: $(STAMP) lint ## Run ruff, mypy and the whole test suite
+test: $(STAMP) postgres lint ## Run ruff, mypy and the whole test suite (SQLite and PostgreSQL)
 	$(BIN)/python -m pytest -q
+
+postgres: ## Make sure PostgreSQL's server programs exist (the tests start their own server)
+	@compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "the tests need PostgreSQL: sudo apt-get install postgresql"; exit 2; fi; }
 
 ##@ Development
 
@@ -50,4 +56,4 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-.PHONY: run test lint bench format venv clean help
+.PHONY: run test postgres lint bench format venv clean help
