@@ -455,6 +455,9 @@ def scan(
     status = "failed"
     try:
         status = job.run()
+    except KeyboardInterrupt:  # Ctrl-C: what was committed stays, like a cancel
+        status = "cancelled"
+        raise
     finally:
         c = job.counts
         with db.write() as session:
