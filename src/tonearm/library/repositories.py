@@ -40,7 +40,7 @@ from tonearm.library.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from sqlalchemy.orm import Session
 
@@ -453,58 +453,62 @@ class PlaylistRepository(_Repository):
             raise ParameterError(f"no playlist {playlist_id}")
         return playlist
 
-    def set_tracks(self, playlist_id: int, track_ids: Sequence[int]) -> PlaylistRecord:
-        """Replace the whole order of a playlist (add, remove, move are all this)."""
+    def _change(
+        self, playlist_id: int, change: Callable[[Session, Playlist], None]
+    ) -> PlaylistRecord:
+        """Apply ``change`` to the locked playlist in one transaction; the new record."""
         with self._db.write() as session:
             playlist = self._locked(session, playlist_id)
-            self._check_tracks(session, track_ids)
-            session.execute(delete(PlaylistEntry).where(PlaylistEntry.playlist_id == playlist_id))
-            session.add_all(
-                PlaylistEntry(playlist_id=playlist_id, position=i, track_id=t)
-                for i, t in enumerate(track_ids)
-            )
+            change(session, playlist)
             playlist.updated_at = utc_now()
             session.flush()
             record = self._record(session, playlist)
         self._cache.invalidate("playlists", f"playlist:{playlist_id}")
         return record
 
+    def set_tracks(self, playlist_id: int, track_ids: Sequence[int]) -> PlaylistRecord:
+        """Replace the whole order of a playlist (add, remove, move are all this)."""
+
+        def replace(session: Session, playlist: Playlist) -> None:
+            self._check_tracks(session, track_ids)
+            session.execute(delete(PlaylistEntry).where(PlaylistEntry.playlist_id == playlist.id))
+            session.add_all(
+                PlaylistEntry(playlist_id=playlist.id, position=i, track_id=t)
+                for i, t in enumerate(track_ids)
+            )
+
+        return self._change(playlist_id, replace)
+
     def append(self, playlist_id: int, track_ids: Sequence[int]) -> PlaylistRecord:
         """Add tracks at the end, atomically with respect to other writers."""
-        with self._db.write() as session:
-            playlist = self._locked(session, playlist_id)
+
+        def extend(session: Session, playlist: Playlist) -> None:
             self._check_tracks(session, track_ids)
             end = session.scalar(
                 select(func.coalesce(func.max(PlaylistEntry.position) + 1, 0)).where(
-                    PlaylistEntry.playlist_id == playlist_id
+                    PlaylistEntry.playlist_id == playlist.id
                 )
             )
             session.add_all(
-                PlaylistEntry(playlist_id=playlist_id, position=int(end or 0) + i, track_id=t)
+                PlaylistEntry(playlist_id=playlist.id, position=int(end or 0) + i, track_id=t)
                 for i, t in enumerate(track_ids)
             )
-            playlist.updated_at = utc_now()
-            session.flush()
-            record = self._record(session, playlist)
-        self._cache.invalidate("playlists", f"playlist:{playlist_id}")
-        return record
+
+        return self._change(playlist_id, extend)
 
     def rename(self, playlist_id: int, name: str) -> PlaylistRecord:
         if not name.strip():
             raise ParameterError("a playlist needs a name")
-        with self._db.write() as session:
-            playlist = self._locked(session, playlist_id)
+
+        def retitle(session: Session, playlist: Playlist) -> None:
             clash = session.scalar(
-                select(Playlist.id).where(Playlist.name == name, Playlist.id != playlist_id)
+                select(Playlist.id).where(Playlist.name == name, Playlist.id != playlist.id)
             )
             if clash is not None:
                 raise ParameterError(f"a playlist named '{name}' exists already")
             playlist.name = name
-            playlist.updated_at = utc_now()
-            session.flush()
-            record = self._record(session, playlist)
-        self._cache.invalidate("playlists", f"playlist:{playlist_id}")
-        return record
+
+        return self._change(playlist_id, retitle)
 
     def delete(self, playlist_id: int) -> None:
         with self._db.write() as session:

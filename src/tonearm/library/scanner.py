@@ -188,30 +188,26 @@ class _Names:
         self._albums: dict[tuple[str, int | None], int] = {}
 
     def artist(self, session: Session, name: str | None) -> int | None:
-        if not name:
-            return None
-        if name not in self._artists:
-            found = session.scalar(select(Artist.id).where(Artist.name == name))
-            if found is None:
-                artist = Artist(name=name)
-                session.add(artist)
-                session.flush()
-                found = artist.id
-            self._artists[name] = found
-        return self._artists[name]
+        return self._named(session, Artist, self._artists, name)
 
     def genre(self, session: Session, name: str | None) -> int | None:
+        return self._named(session, Genre, self._genres, name)
+
+    @staticmethod
+    def _named(
+        session: Session, model: type[Artist | Genre], known: dict[str, int], name: str | None
+    ) -> int | None:
         if not name:
             return None
-        if name not in self._genres:
-            found = session.scalar(select(Genre.id).where(Genre.name == name))
+        if name not in known:
+            found = session.scalar(select(model.id).where(model.name == name))
             if found is None:
-                genre = Genre(name=name)
-                session.add(genre)
+                row = model(name=name)
+                session.add(row)
                 session.flush()
-                found = genre.id
-            self._genres[name] = found
-        return self._genres[name]
+                found = row.id
+            known[name] = found
+        return known[name]
 
     def album(self, session: Session, tags: FileTags, artist_id: int | None) -> int | None:
         title = tags.tags.album
