@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from tonearm.library.db import Database
 from tonearm.library.models import Album, Artist, Genre, Track, utc_now
+from tonearm.library.records import search_text_of
 
 GENRES = ("Baroque", "Ragtime", "Classical", "Jazz", "Ambient")
 N = TypeVar("N", Artist, Genre)
@@ -38,7 +39,10 @@ def add_tracks(db: Database, count: int, *, start: int = 0, albums: int = 10) ->
         rows = [
             {
                 "path": f"/music/album{(start + i) % albums}/track{start + i:06d}.flac",
-                "title": f"Track {start + i:06d} {'Prelude' if i % 7 == 0 else 'Rag'}",
+                "title": (title := f"Track {start + i:06d} {'Prelude' if i % 7 == 0 else 'Rag'}"),
+                "search_text": search_text_of(
+                    title, artists[i % 5].name, album_rows[i % albums].title, genres[i % 5].name
+                ),
                 "artist_id": artists[i % 5].id,
                 "album_id": album_rows[i % albums].id,
                 "genre_id": genres[i % 5].id,

@@ -176,3 +176,66 @@ def test_bad_pages_are_refused(library: LibraryManager) -> None:
         library.tracks.list(offset=-1)
     with pytest.raises(ParameterError, match="order must be"):
         library.tracks.list(order="random")
+
+
+@pytest.mark.parametrize("order", ["title", "added", "path", "duration", "id"])
+def test_cursors_walk_every_track_once_in_order(library: LibraryManager, order: str) -> None:
+    ids = add_tracks(library.db, 137)
+    reference = library.tracks.list(limit=500, order=order).items
+    walked: list[TrackRecord] = []
+    page = library.tracks.list(limit=20, order=order)
+    while True:
+        walked.extend(page.items)
+        if page.next_cursor is None:
+            break
+        page = library.tracks.list(limit=20, order=order, after=page.next_cursor)
+        assert page.offset == -1
+    assert [t.id for t in walked] == [t.id for t in reference]
+    assert sorted(t.id for t in walked) == sorted(ids)
+
+
+def test_search_pages_by_cursor_and_short_or_odd_queries(library: LibraryManager) -> None:
+    add_tracks(library.db, 70)
+    first = library.tracks.search("prelude", limit=4)
+    assert first.total == 10
+    walked = list(first.items)
+    cursor = first.next_cursor
+    while cursor is not None:
+        page = library.tracks.search("prelude", limit=4, after=cursor)
+        walked.extend(page.items)
+        cursor = page.next_cursor
+    assert len({t.id for t in walked}) == 10
+    assert library.tracks.search("lu", limit=100).total == 10  # under 3 characters: no index
+    assert library.tracks.search("0_", limit=10).total == 0  # "_" is literal, not a wildcard
+    library.tracks.update(walked[0].id, title="Für Elise (100% acoustic)")
+    assert library.tracks.search("für elise", limit=5).total == 1
+    assert library.tracks.search("100% ACOUSTIC", limit=5).total == 1
+
+
+def test_cursor_mistakes_are_clear(library: LibraryManager) -> None:
+    add_tracks(library.db, 5)
+    cursor = library.tracks.list(limit=2).next_cursor
+    assert cursor is not None
+    with pytest.raises(ParameterError, match="not both"):
+        library.tracks.list(offset=2, after=cursor)
+    with pytest.raises(ParameterError, match="malformed page cursor"):
+        library.tracks.list(after="not-a-cursor!")
+    with pytest.raises(ParameterError, match="no cursors"):
+        library.tracks.list(order="loudness", after=cursor)
+    assert library.tracks.list(order="loudness", limit=2).next_cursor is None
+
+
+def test_a_search_matching_thousands_pages_fast_with_a_lower_bound_total(
+    library: LibraryManager,
+) -> None:
+    add_tracks(library.db, 5100)
+    page = library.tracks.search("track", limit=50)
+    assert [t.title for t in page.items] == sorted(t.title or "" for t in page.items)
+    assert len(page.items) == 50
+    if library.db.dialect == "sqlite":
+        assert (page.total, page.total_exact) == (5001, False)  # "5000+"
+    else:
+        assert (page.total, page.total_exact) == (5100, True)
+    assert page.next_cursor is not None
+    following = library.tracks.search("track", limit=50, after=page.next_cursor)
+    assert following.items[0].title > page.items[-1].title  # type: ignore[operator]

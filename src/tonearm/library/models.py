@@ -135,6 +135,10 @@ class Track(Base):
     __table_args__ = (
         Index("ix_tracks_title", "title"),
         Index("ix_tracks_missing_path", "missing", "path"),
+        # the list orders, filtered by ``missing``, with the unique tie-breaker (keyset paging)
+        Index("ix_tracks_missing_title_id", "missing", "title", "id"),
+        Index("ix_tracks_missing_added_at_id", "missing", "added_at", "id"),
+        Index("ix_tracks_album_id_missing", "album_id", "missing"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -168,6 +172,8 @@ class Track(Base):
     analysed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     analysis_error: Mapped[str | None] = mapped_column(Text)
     missing: Mapped[bool] = mapped_column(Boolean, default=False)
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """Lower-cased title, artist, album, album artist and genre (``records.search_text_of``)."""
     added_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
 

@@ -25,6 +25,7 @@ __all__ = [
     "TrackRecord",
     "path_from_db",
     "path_to_db",
+    "search_text_of",
 ]
 
 T = TypeVar("T")
@@ -53,6 +54,15 @@ def path_from_db(stored: str) -> str:
     if stored.startswith(_BYTES_PREFIX):
         return os.fsdecode(unquote_to_bytes(stored[len(_BYTES_PREFIX) :]))
     return stored
+
+
+def search_text_of(*fields: str | None) -> str:
+    """The text a track is found by: its fields lower-cased, joined by `` | ``.
+
+    Stored in ``tracks.search_text`` (indexed for substring search: FTS5 trigram on SQLite,
+    ``pg_trgm`` on PostgreSQL), so a search is one indexed column, not four joined ones.
+    """
+    return " | ".join(field.strip().lower() for field in fields if field and field.strip())
 
 
 def display_path(path: str) -> str:
@@ -140,9 +150,17 @@ class ScanRunRecord:
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
-    """``items`` at ``offset`` of ``total`` matching rows (at most ``limit``)."""
+    """``items`` at ``offset`` of ``total`` matching rows (at most ``limit``).
+
+    ``next_cursor`` continues after the last item (keyset paging, fast at any depth); None on
+    the last page, or for orders without cursors. ``offset`` is -1 for a page fetched by cursor.
+    ``total_exact`` is False when ``total`` is only a lower bound (a search matching more than
+    ``paging.FEW_MATCHES`` tracks on SQLite: "5000+", as counting them all would be slow).
+    """
 
     items: tuple[T, ...]
     total: int
     offset: int
     limit: int
+    next_cursor: str | None = None
+    total_exact: bool = True

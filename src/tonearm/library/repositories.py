@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tonearm.errors import ParameterError
@@ -29,6 +29,14 @@ from tonearm.library.models import (
     Track,
     utc_now,
 )
+from tonearm.library.paging import (
+    FEW_MATCHES,
+    TRACK_ORDERS,
+    after_cursor,
+    cursor_for,
+    few_matching_ids,
+    search_condition,
+)
 from tonearm.library.records import (
     AlbumRecord,
     ArtistRecord,
@@ -37,6 +45,7 @@ from tonearm.library.records import (
     PlaylistRecord,
     TrackRecord,
     path_from_db,
+    search_text_of,
 )
 
 if TYPE_CHECKING:
@@ -57,15 +66,6 @@ __all__ = [
 ]
 
 MAX_PAGE = 500
-TRACK_ORDER = {
-    "title": (Track.title, Track.id),
-    "path": (Track.path,),
-    "added": (Track.added_at.desc(), Track.id.desc()),
-    "duration": (Track.duration_s, Track.id),
-    "loudness": (Track.integrated_lufs, Track.id),
-    "id": (Track.id,),
-}
-"""Sort keys a caller may ask for, with a unique tie-breaker so pages never overlap."""
 
 
 def _check_page(offset: int, limit: int) -> None:
@@ -161,65 +161,127 @@ class TrackRepository(_Repository):
         limit: int = 50,
         order: str = "title",
         include_missing: bool = False,
+        after: str | None = None,
     ) -> Page[TrackRecord]:
-        """A page of tracks in ``order`` (see ``TRACK_ORDER``)."""
-        return self._page(None, offset=offset, limit=limit, order=order, missing=include_missing)
+        """A page of tracks in ``order`` (see ``paging.TRACK_ORDERS``): at ``offset``, or
+        after the ``after`` cursor of the previous page (fast at any depth)."""
+        return self._page(
+            None, offset=offset, limit=limit, order=order, missing=include_missing, after=after
+        )
 
     def search(
-        self, query: str, *, offset: int = 0, limit: int = 50, order: str = "title"
+        self,
+        query: str,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        order: str = "title",
+        after: str | None = None,
     ) -> Page[TrackRecord]:
-        """Tracks whose title, artist, album or genre contains ``query`` (any case)."""
+        """Tracks whose title, artist, album, album artist or genre contains ``query`` (any
+        case; an indexed substring search, see :mod:`tonearm.library.paging`)."""
         if not query.strip():
             raise ParameterError("search needs some text")
-        return self._page(query, offset=offset, limit=limit, order=order, missing=False)
+        return self._page(
+            query, offset=offset, limit=limit, order=order, missing=False, after=after
+        )
 
     def _page(
-        self, query: str | None, *, offset: int, limit: int, order: str, missing: bool
+        self,
+        query: str | None,
+        *,
+        offset: int,
+        limit: int,
+        order: str,
+        missing: bool,
+        after: str | None,
     ) -> Page[TrackRecord]:
         _check_page(offset, limit)
-        if order not in TRACK_ORDER:
-            raise ParameterError(f"order must be one of {', '.join(TRACK_ORDER)}, got '{order}'")
+        sort = TRACK_ORDERS.get(order)
+        if sort is None:
+            raise ParameterError(f"order must be one of {', '.join(TRACK_ORDERS)}, got '{order}'")
+        if after is not None and offset:
+            raise ParameterError("give an offset or a cursor, not both")
+        dialect = self._db.dialect
 
         def load() -> Page[TrackRecord]:
             statement = self._select()
-            counting = select(func.count(Track.id))
-            if query is not None:
-                pattern = _like(query)
-                match = or_(
-                    func.lower(Track.title).like(pattern, escape="\\"),
-                    func.lower(Artist.name).like(pattern, escape="\\"),
-                    func.lower(Album.title).like(pattern, escape="\\"),
-                    func.lower(Genre.name).like(pattern, escape="\\"),
-                )
-                statement = statement.where(match)
-                counting = (
-                    counting.select_from(Track)
-                    .outerjoin(Artist, Track.artist_id == Artist.id)
-                    .outerjoin(Album, Track.album_id == Album.id)
-                    .outerjoin(Genre, Track.genre_id == Genre.id)
-                    .where(match)
-                )
+            few: Sequence[int] | None = None
+            if query is not None and dialect == "sqlite":
+                with self._db.read() as session:
+                    few = few_matching_ids(session, query)
+            present = Track.missing.is_(False)
+            if few is not None:
+                statement = statement.where(Track.id.in_(few))
+                # hide the filter from the (missing, title) index: else SQLite walks that
+                # whole index in title order, probing the id list, instead of fetching the ids
+                present = func.coalesce(Track.missing, False).is_(False)
+            elif query is not None:  # many matches: find a page of them in sort order
+                statement = statement.where(search_condition(dialect, query, many=True))
             if not missing:
-                statement = statement.where(Track.missing.is_(False))
-                counting = counting.where(Track.missing.is_(False))
-            statement = statement.order_by(*TRACK_ORDER[order]).offset(offset).limit(limit)
-            with self._db.read() as session:
-                total = int(session.execute(counting).scalar_one())
-                items = tuple(self._record(row) for row in session.execute(statement))
-            return Page(items, total, offset, limit)
+                statement = statement.where(present)
+            if after is not None:
+                statement = statement.where(after_cursor(sort, after))
+            statement = statement.order_by(*sort.order_by()).limit(limit)
+            if after is None:
+                statement = statement.offset(offset)
+            cursor = None
+            with self._db.read() as session:  # records are built before the session ends
+                rows = session.execute(statement).all()
+                items = tuple(self._record(row) for row in rows)
+                if sort.keyset and len(rows) == limit:
+                    last = rows[-1][0]
+                    cursor = cursor_for(sort, tuple(getattr(last, c.key) for c in sort.columns))
+            exact = True
+            if query is None:
+                total = self.count(include_missing=missing)
+            elif few is not None:
+                total = self._present(few)
+            elif dialect == "sqlite":  # more than FEW_MATCHES: a lower bound, not a slow count
+                total, exact = FEW_MATCHES + 1, False
+            else:
+                total = self._matches(query)
+            where = -1 if after is not None else offset
+            return Page(items, total, where, limit, cursor, exact)
 
-        key = ("tracks", query, offset, limit, order, missing)
+        key = ("tracks", query, offset, limit, order, missing, after)
         return self._cache.get_or_load(key, ("tracks", "albums", "artists", "genres"), load)
+
+    def _present(self, track_ids: Sequence[int]) -> int:
+        """How many of ``track_ids`` are present (not missing)."""
+        if not track_ids:
+            return 0
+        statement = select(func.count(Track.id)).where(
+            Track.id.in_(track_ids), func.coalesce(Track.missing, False).is_(False)
+        )
+        with self._db.read() as session:
+            return int(session.execute(statement).scalar_one())
+
+    def _matches(self, query: str) -> int:
+        """How many present tracks match a search (cached like the pages)."""
+        dialect = self._db.dialect
+
+        def load() -> int:
+            statement = select(func.count(Track.id)).where(
+                search_condition(dialect, query), Track.missing.is_(False)
+            )
+            with self._db.read() as session:
+                return int(session.execute(statement).scalar_one())
+
+        tags = ("tracks", "albums", "artists", "genres")
+        return self._cache.get_or_load(("search-count", query), tags, load)
 
     def count(self, *, include_missing: bool = False) -> int:
         """How many tracks the library holds."""
 
         def load() -> int:
-            statement = select(func.count(Track.id))
-            if not include_missing:
-                statement = statement.where(Track.missing.is_(False))
+            # all rows, less the (few) missing ones through the missing-first index: SQLite
+            # counts a whole table far faster than the rows passing a filter
+            everything = select(func.count()).select_from(Track)
+            gone = select(func.count()).select_from(Track).where(Track.missing.is_(True))
             with self._db.read() as session:
-                return int(session.execute(statement).scalar_one())
+                total = int(session.execute(everything).scalar_one())
+                return total if include_missing else total - int(session.execute(gone).scalar_one())
 
         return self._cache.get_or_load(("track-count", include_missing), ("tracks",), load)
 
@@ -238,6 +300,19 @@ class TrackRepository(_Repository):
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise ParameterError(f"no track {track_id}")
+            title, artist, album, genre = session.execute(
+                select(Track.title, Artist.name, Album.title, Genre.name)
+                .outerjoin(Artist, Track.artist_id == Artist.id)
+                .outerjoin(Album, Track.album_id == Album.id)
+                .outerjoin(Genre, Track.genre_id == Genre.id)
+                .where(Track.id == track_id)
+            ).one()
+            session.execute(
+                update(Track)
+                .where(Track.id == track_id)
+                .values(search_text=search_text_of(title, artist, album, genre))
+                .execution_options(synchronize_session=False)
+            )
         self._cache.invalidate(f"track:{track_id}", "tracks")
         record = self.get(track_id)
         assert record is not None  # written just now
@@ -326,16 +401,15 @@ class GenreRepository(_Repository):
 class AlbumRepository(_Repository):
     @staticmethod
     def _select() -> Select[Any]:
+        # counted per album on the page only (index on tracks(album_id, missing))
         tracks = (
-            select(Track.album_id, func.count(Track.id).label("n"))
-            .where(Track.missing.is_(False))
-            .group_by(Track.album_id)
-            .subquery()
+            select(func.count(Track.id))
+            .where(Track.album_id == Album.id, Track.missing.is_(False))
+            .correlate(Album)
+            .scalar_subquery()
         )
-        return (
-            select(Album, Artist.name, Album.cover.is_not(None), func.coalesce(tracks.c.n, 0))
-            .outerjoin(Artist, Album.artist_id == Artist.id)
-            .outerjoin(tracks, tracks.c.album_id == Album.id)
+        return select(Album, Artist.name, Album.cover.is_not(None), tracks).outerjoin(
+            Artist, Album.artist_id == Artist.id
         )
 
     @staticmethod
