@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from mutagen.flac import FLAC
+from mutagen.flac import FLAC, Picture
 from sqlalchemy import func, select
 
 from tonearm.library.manager import LibraryManager
@@ -126,6 +126,124 @@ def test_a_moved_file_keeps_its_id_plays_and_playlists(
     assert moved.path == str(music / "new" / "renamed.flac")
     assert (moved.play_count, moved.favourite, moved.missing) == (1, True, False)
     assert library.playlists.get(playlist.id) == playlist
+
+
+def test_a_move_among_many_new_files_is_found_and_claimed_once(
+    library: LibraryManager, tmp_path: Path
+) -> None:
+    music = tmp_path / "music"
+    original = _tone(music / "old" / "song.flac", title="Song")
+    _tone(music / "old" / "stays.flac", freq=330.0, title="Stays")
+    library.scan([music])
+    song = next(t for t in library.tracks.list().items if t.title == "Song")
+    library.tracks.record_play(song.id)
+    for i in range(30):  # one batch: the move is decided among new files, before any write
+        _tone(music / "new" / f"n{i:02d}.flac", 0.05, freq=900.0 + 10 * i, title=f"N{i}")
+    shutil.copy(original, music / "new" / "copy_a.flac")  # two new files, same content...
+    shutil.move(original, music / "new" / "copy_b.flac")  # ...and the stored file is gone
+    result = library.scan([music], batch_size=500)
+    assert (result.moved, result.added, result.updated, result.missing) == (1, 31, 0, 0)
+    moved = library.tracks.get(song.id)
+    assert moved is not None
+    assert moved.path == str(music / "new" / "copy_a.flac")  # the first one walked
+    assert (moved.play_count, moved.missing) == (1, False)
+    copies = [t for t in library.tracks.list(limit=100).items if t.title == "Song"]
+    assert sorted(t.path for t in copies) == [str(music / "new" / f"copy_{c}.flac") for c in "ab"]
+    assert len({t.id for t in copies}) == 2
+    assert library.tracks.count() == 33
+    again = library.scan([music])
+    assert (again.unchanged, again.moved, again.added, again.missing) == (33, 0, 0, 0)
+
+
+def test_two_gone_copies_are_each_taken_by_one_moved_copy(
+    library: LibraryManager, tmp_path: Path
+) -> None:
+    music = tmp_path / "music"
+    first = _tone(music / "a.flac", title="Twin")
+    second = music / "b.flac"
+    shutil.copy(first, second)
+    library.scan([music])
+    ids = {t.id for t in library.tracks.list().items}
+    (music / "sub").mkdir()
+    shutil.move(first, music / "sub" / "a.flac")
+    shutil.move(second, music / "sub" / "b.flac")
+    result = library.scan([music])
+    assert (result.moved, result.added, result.missing) == (2, 0, 0)
+    assert {t.id for t in library.tracks.list().items} == ids
+    assert _paths(library) == {str(music / "sub" / name) for name in ("a.flac", "b.flac")}
+
+
+def test_search_text_is_filled_on_add_update_and_move(
+    library: LibraryManager, tmp_path: Path
+) -> None:
+    music = tmp_path / "music"
+    tagged = _tone(
+        music / "one.flac", title="Été", artist="Ann", album="First", albumartist="Va", genre="Jazz"
+    )
+    _tone(music / "Untagged Name.flac", freq=550.0)
+
+    def texts() -> dict[str, str]:
+        with library.db.read() as session:
+            rows = session.execute(select(Track.path, Track.search_text))
+            return {Path(path).name: text for path, text in rows}
+
+    library.scan([music])
+    assert texts() == {
+        "one.flac": "été | ann | first | va | jazz",
+        "Untagged Name.flac": "untagged name",
+    }
+    flac = FLAC(tagged)
+    flac["title"] = "Two"
+    del flac["genre"]
+    flac.save()
+    library.scan([music])
+    assert texts()["one.flac"] == "two | ann | first | va"
+    shutil.move(tagged, music / "moved.flac")
+    assert library.scan([music]).moved == 1
+    assert texts()["moved.flac"] == "two | ann | first | va"
+
+
+def _with_cover(path: Path, image: bytes) -> Path:
+    flac = FLAC(path)
+    picture = Picture()
+    picture.type, picture.mime, picture.data = 3, "image/png", image
+    flac.add_picture(picture)
+    flac.save()
+    return path
+
+
+def test_album_covers_are_filled_only_where_missing(
+    library: LibraryManager, tmp_path: Path
+) -> None:
+    music = tmp_path / "music"
+    png = b"\x89PNG\r\n\x1a\n"
+    _tone(music / "a1.flac", title="A1", artist="Ann", album="A")  # no cover, walked first
+    _with_cover(
+        _tone(music / "a2.flac", freq=550.0, title="A2", artist="Ann", album="A"), png + b"first"
+    )
+    _with_cover(
+        _tone(music / "a3.flac", freq=660.0, title="A3", artist="Ann", album="A"), png + b"second"
+    )
+    _tone(music / "b1.flac", freq=770.0, title="B1", artist="Bo", album="B")
+    library.scan([music])
+
+    def covers() -> dict[str, bytes | None]:
+        found: dict[str, bytes | None] = {}
+        for album in library.albums.list().items:
+            cover = library.albums.cover(album.id)
+            found[album.title] = None if cover is None else cover[0]
+        return found
+
+    assert covers() == {"A": png + b"first", "B": None}
+    _with_cover(
+        _tone(music / "a4.flac", freq=880.0, title="A4", artist="Ann", album="A"), png + b"late"
+    )
+    _with_cover(
+        _tone(music / "b2.flac", freq=990.0, title="B2", artist="Bo", album="B"), png + b"b"
+    )
+    library.scan([music])  # a new scan (names loaded afresh): A keeps its cover, B gets one
+    assert covers() == {"A": png + b"first", "B": png + b"b"}
+    assert library.albums.list().total == 2
 
 
 def test_gone_files_are_marked_missing_and_come_back(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
 
 from tonearm.errors import ParameterError
 from tonearm.library.models import (
@@ -300,17 +301,19 @@ class TrackRepository(_Repository):
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise ParameterError(f"no track {track_id}")
-            title, artist, album, genre = session.execute(
-                select(Track.title, Artist.name, Album.title, Genre.name)
+            album_artist = aliased(Artist)
+            title, artist, album, by, genre = session.execute(
+                select(Track.title, Artist.name, Album.title, album_artist.name, Genre.name)
                 .outerjoin(Artist, Track.artist_id == Artist.id)
                 .outerjoin(Album, Track.album_id == Album.id)
+                .outerjoin(album_artist, Album.artist_id == album_artist.id)
                 .outerjoin(Genre, Track.genre_id == Genre.id)
                 .where(Track.id == track_id)
             ).one()
             session.execute(
                 update(Track)
                 .where(Track.id == track_id)
-                .values(search_text=search_text_of(title, artist, album, genre))
+                .values(search_text=search_text_of(title, artist, album, by, genre))
                 .execution_options(synchronize_session=False)
             )
         self._cache.invalidate(f"track:{track_id}", "tracks")

@@ -4,16 +4,17 @@ For each audio file (by extension) under the roots:
 
 * **unchanged** (same path, size and mtime as stored): skipped after one ``stat``;
 * **new or changed**: tags and stream info read (mutagen), a content hash taken, and the row
-  added or updated; a new path whose content hash matches a stored track whose file is gone is
-  a **move**: the stored row takes the new path and keeps its id, play count, favourite and
-  playlist entries;
+  added or updated; a new path whose content hash and size match a stored track whose file is
+  gone is a **move** (found in memory; a stored row is taken by one file at most): the row
+  takes the new path and keeps its id, play count, favourite and playlist entries;
 * files that cannot be read (not audio, unreadable, broken beyond its tags) are skipped with
   a one-line reason in the scan run's error log; broken tags alone only cost the tags.
 
 After a complete walk, stored tracks under the roots that were not seen are marked
 ``missing`` (never deleted: their history stays); a file that comes back is unmarked.
 
-Writes go in batches of ``batch_size`` files, each one transaction: a scan killed at any moment
+Writes go in batches of ``batch_size`` files, each one transaction (the new names, one UPDATE
+by id of the changed and moved tracks, one INSERT of the new ones): a scan killed at any moment
 leaves a database that opens (SQLite in WAL mode, PostgreSQL transactional) with every
 committed batch in it, and the next scan finishes the job. Directory symlink loops are cut
 (each directory is entered once, by device and inode); paths with any bytes, newlines
@@ -34,21 +35,23 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from tonearm.errors import TagError
 from tonearm.library.models import Album, Artist, Genre, ScanRun, Track, utc_now
-from tonearm.library.records import display_path, path_from_db, path_to_db
+from tonearm.library.records import display_path, path_from_db, path_to_db, search_text_of
 from tonearm.library.tags import read_file_tags
 
 if TYPE_CHECKING:
+    import datetime as dt
     import threading
     from collections.abc import Callable, Iterator, Sequence
 
+    from sqlalchemy import Insert
     from sqlalchemy.orm import Session
 
     from tonearm.library.db import Database
-    from tonearm.library.tags import FileTags
+    from tonearm.library.tags import CoverArt, FileTags, TrackTags
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -177,73 +180,102 @@ class _Known:
     size_bytes: int
     mtime_ns: int
     missing: bool
+    content_hash: str
 
 
 class _Names:
-    """Artist, album and genre ids by name, created on first use (within a write session)."""
+    """Artist, genre and album ids by name: all loaded on first use in a scan (one query
+    each), then only the names new to the library inserted, a batch's worth at a time."""
 
     def __init__(self) -> None:
-        self._artists: dict[str, int] = {}
-        self._genres: dict[str, int] = {}
-        self._albums: dict[tuple[str, int | None], int] = {}
+        self.loaded = False
+        self.artists: dict[str, int] = {}
+        self.genres: dict[str, int] = {}
+        self.albums: dict[tuple[str, int | None], int] = {}
+        self.covered: set[int] = set()  # albums known to have a cover
 
-    def artist(self, session: Session, name: str | None) -> int | None:
-        return self._named(session, Artist, self._artists, name)
+    def ids(self, tags: TrackTags) -> dict[str, int | None]:
+        """The artist, album and genre ids of ``tags`` (once :meth:`add` has had them)."""
+        artist = self.artists[tags.artist] if tags.artist else None
+        by = self.artists[tags.album_artist] if tags.album_artist else artist
+        album = self.albums[(tags.album, by)] if tags.album else None
+        genre = self.genres[tags.genre] if tags.genre else None
+        return {"artist_id": artist, "album_id": album, "genre_id": genre}
 
-    def genre(self, session: Session, name: str | None) -> int | None:
-        return self._named(session, Genre, self._genres, name)
+    def add(self, session: Session, batch: Sequence[TrackTags]) -> None:
+        """Give every name in ``batch`` an id, inserting the new ones."""
+        if not self.loaded:
+            self.artists = dict(session.execute(select(Artist.name, Artist.id)).tuples().all())
+            self.genres = dict(session.execute(select(Genre.name, Genre.id)).tuples().all())
+            albums = select(Album.id, Album.title, Album.artist_id, Album.cover.is_not(None))
+            for album_id, title, artist_id, has_cover in session.execute(albums):
+                self.albums[(title, artist_id)] = album_id
+                if has_cover:
+                    self.covered.add(album_id)
+            self.loaded = True
+        artists = {name for t in batch for name in (t.artist, t.album_artist) if name}
+        _add_named(session, Artist, self.artists, artists)
+        _add_named(session, Genre, self.genres, {t.genre for t in batch if t.genre})
+        new: dict[tuple[str, int | None], int | None] = {}  # (title, artist id) -> year
+        for t in batch:
+            by = t.album_artist or t.artist
+            key = (t.album or "", self.artists[by] if by else None)
+            if t.album and key not in self.albums:
+                new.setdefault(key, t.year)
+        if not new:
+            return
+        titles = sorted({title for title, _ in new})  # albums another writer added meanwhile
+        for album_id, title, artist_id in session.execute(
+            select(Album.id, Album.title, Album.artist_id).where(Album.title.in_(titles))
+        ):
+            self.albums.setdefault((title, artist_id), album_id)
+        rows = [
+            {"title": title, "artist_id": by, "year": year}
+            for (title, by), year in new.items()
+            if (title, by) not in self.albums
+        ]
+        if rows:
+            inserted = _bulk_insert(Album).returning(Album.id, Album.title, Album.artist_id)
+            for album_id, title, by in session.execute(inserted, rows):
+                self.albums[(title, by)] = album_id
 
-    @staticmethod
-    def _named(
-        session: Session, model: type[Artist | Genre], known: dict[str, int], name: str | None
-    ) -> int | None:
-        if not name:
-            return None
-        if name not in known:
-            found = session.scalar(select(model.id).where(model.name == name))
-            if found is None:
-                row = model(name=name)
-                session.add(row)
-                session.flush()
-                found = row.id
-            known[name] = found
-        return known[name]
-
-    def album(self, session: Session, tags: FileTags, artist_id: int | None) -> int | None:
-        title = tags.tags.album
-        if not title:
-            return None
-        key = (title, artist_id)
-        if key not in self._albums:
-            condition = (
-                Album.artist_id.is_(None) if artist_id is None else Album.artist_id == artist_id
-            )
-            album = session.scalars(select(Album).where(Album.title == title, condition)).first()
-            if album is None:
-                album = Album(title=title, artist_id=artist_id, year=tags.tags.year)
-                session.add(album)
-                session.flush()
-            self._albums[key] = album.id
-        album_id = self._albums[key]
-        if tags.cover is not None:
+    def fill_covers(self, session: Session, covers: dict[int, CoverArt]) -> None:
+        """Set the cover of each album in ``covers`` (id -> a cover from its files) lacking one."""
+        for album_id, cover in covers.items():
+            if album_id in self.covered:
+                continue
             session.execute(
                 update(Album)
                 .where(Album.id == album_id, Album.cover.is_(None))
-                .values(cover=tags.cover.data, cover_mime=tags.cover.mime)
+                .values(cover=cover.data, cover_mime=cover.mime)
             )
-        return album_id
+            self.covered.add(album_id)
+
+
+def _add_named(
+    session: Session, model: type[Artist | Genre], known: dict[str, int], names: set[str]
+) -> None:
+    if new := sorted(names - known.keys()):  # first those another writer added meanwhile
+        known.update(
+            session.execute(select(model.name, model.id).where(model.name.in_(new))).tuples().all()
+        )
+        if rows := [{"name": name} for name in new if name not in known]:
+            known.update(
+                session.execute(insert(model).returning(model.name, model.id), rows).tuples().all()
+            )
 
 
 def _track_values(
-    path: str, info: os.stat_result, tags: FileTags, digest: str
+    path: str, info: os.stat_result, tags: FileTags, digest: str, now: dt.datetime
 ) -> dict[str, object]:
-    stream = tags.stream
+    stream, text = tags.stream, tags.tags
+    title = text.title or os.path.splitext(os.path.basename(path))[0]
     return {
         "path": path_to_db(path),
-        "title": tags.tags.title or os.path.splitext(os.path.basename(path))[0],
-        "track_number": tags.tags.track_number,
-        "disc_number": tags.tags.disc_number,
-        "year": tags.tags.year,
+        "title": title,
+        "track_number": text.track_number,
+        "disc_number": text.disc_number,
+        "year": text.year,
         "duration_s": stream.duration_s,
         "sample_rate": stream.sample_rate,
         "channels": stream.channels,
@@ -253,8 +285,22 @@ def _track_values(
         "mtime_ns": info.st_mtime_ns,
         "content_hash": digest,
         "missing": False,
-        "updated_at": utc_now(),
+        "search_text": search_text_of(
+            title, text.artist, text.album, text.album_artist, text.genre
+        ),
+        "updated_at": now,
     }
+
+
+def _bulk_insert(model: type[Album | Track]) -> Insert:
+    """An ORM bulk INSERT: one statement (per ~1000 rows), RETURNING rows in any order (in the
+    rows' order costs a statement per row on SQLite). ``render_nulls``: None is sent as NULL,
+    not left out (which splits the rows into a statement per run of the same None columns)."""
+    return insert(model).execution_options(render_nulls=True)
+
+
+_Entry = tuple[str, os.stat_result, "FileTags", str, int | None]
+"""A file to write: path, stat, tags, content hash, id of the row it updates (None: new)."""
 
 
 class _Scan:
@@ -276,7 +322,9 @@ class _Scan:
         self.progress_interval_s = progress_interval_s
         self.counts = _Counts()
         self.names = _Names()
-        self.seen: set[int] = set()
+        self.seen: set[int] = set()  # rows of files found (or claimed by a move) in this run
+        self.known: dict[str, _Known] = {}
+        self.by_content: dict[tuple[str, int], list[tuple[int, str]]] | None = None
         self.started = time.monotonic()
         self.last_progress = 0.0
 
@@ -284,11 +332,12 @@ class _Scan:
         self.counts.errors.append((display_path(path), reason))
 
     def known_tracks(self) -> dict[str, _Known]:
+        t = Track
         with self.db.read() as session:
             rows = session.execute(
-                select(Track.path, Track.id, Track.size_bytes, Track.mtime_ns, Track.missing)
+                select(t.path, t.id, t.size_bytes, t.mtime_ns, t.missing, t.content_hash)
             )
-            return {path_from_db(p): _Known(i, s, m, bool(gone)) for p, i, s, m, gone in rows}
+            return {path_from_db(p): _Known(i, s, m, bool(g), h) for p, i, s, m, g, h in rows}
 
     def progress(self, path: str) -> None:
         now = time.monotonic()
@@ -297,61 +346,52 @@ class _Scan:
         self.last_progress = now
         c = self.counts
         rate = c.files_seen / max(now - self.started, 1e-9)
-        self.on_progress(
-            ScanProgress(
-                c.files_seen,
-                display_path(path),
-                rate,
-                c.added,
-                c.updated,
-                c.unchanged,
-                len(c.errors),
-            )
-        )
+        shown = display_path(path)
+        counts = (c.added, c.updated, c.unchanged, len(c.errors))
+        self.on_progress(ScanProgress(c.files_seen, shown, rate, *counts))
 
-    def write_batch(
-        self, batch: list[tuple[str, os.stat_result, FileTags, str, _Known | None]]
-    ) -> None:
+    def write_batch(self, batch: list[_Entry]) -> None:
+        """One transaction: the batch's new names, one UPDATE (by id) of its changed and moved
+        tracks, one INSERT of its new ones."""
         if not batch:
             return
+        now = utc_now()
         with self.db.write() as session:
-            for path, info, tags, digest, known in batch:
-                values = _track_values(path, info, tags, digest)
-                artist_id = self.names.artist(session, tags.tags.artist)
-                album_artist = (
-                    self.names.artist(session, tags.tags.album_artist)
-                    if tags.tags.album_artist
-                    else artist_id
-                )
-                values["artist_id"] = artist_id
-                values["album_id"] = self.names.album(session, tags, album_artist)
-                values["genre_id"] = self.names.genre(session, tags.tags.genre)
-                if known is not None:
-                    session.execute(update(Track).where(Track.id == known.id).values(**values))
-                    self.seen.add(known.id)
-                    continue
-                moved = self.moved_from(session, digest, info.st_size)
-                if moved is not None:
-                    session.execute(update(Track).where(Track.id == moved).values(**values))
-                    self.seen.add(moved)
-                    self.counts.moved += 1
-                    continue
-                track = Track(**values)
-                session.add(track)
-                session.flush()
-                self.seen.add(track.id)
-                self.counts.added += 1
+            self.names.add(session, [tags.tags for _, _, tags, _, _ in batch])
+            new: list[dict[str, object]] = []
+            changed: list[dict[str, object]] = []
+            covers: dict[int, CoverArt] = {}
+            for path, info, tags, digest, target in batch:
+                ids = self.names.ids(tags.tags)
+                if (album := ids["album_id"]) is not None and tags.cover is not None:
+                    covers.setdefault(album, tags.cover)
+                values = _track_values(path, info, tags, digest, now) | ids
+                if target is None:
+                    values["added_at"] = now
+                    new.append(values)
+                else:
+                    values["id"] = target
+                    changed.append(values)
+            if changed:  # first: a moved row may free the path of a new one
+                session.execute(update(Track), changed)
+            if new:
+                added = session.scalars(_bulk_insert(Track).returning(Track.id), new).all()
+                self.seen.update(added)
+                self.counts.added += len(added)
+            self.names.fill_covers(session, covers)
 
-    def moved_from(self, session: Session, digest: str, size: int) -> int | None:
-        """A stored track with this content whose file is gone (so this file is it, moved)."""
-        candidates = session.execute(
-            select(Track.id, Track.path).where(
-                Track.content_hash == digest, Track.size_bytes == size
-            )
-        )
-        for track_id, stored in candidates:
-            if track_id not in self.seen and not os.path.exists(path_from_db(stored)):
-                return int(track_id)
+    def moved_from(self, digest: str, size: int) -> int | None:
+        """A stored track with this content whose file is gone and that no other file of this
+        run has claimed (so this file is it, moved); claimed by this call."""
+        if self.by_content is None:  # built on the first new file: a rescan may have none
+            self.by_content = {}
+            for stored, known in self.known.items():
+                key = (known.content_hash, known.size_bytes)
+                self.by_content.setdefault(key, []).append((known.id, stored))
+        for track_id, stored in self.by_content.get((digest, size), ()):
+            if track_id not in self.seen and not os.path.exists(stored):
+                self.seen.add(track_id)
+                return track_id
         return None
 
     def mark_missing(self) -> None:
@@ -375,8 +415,8 @@ class _Scan:
         self.counts.missing = len(gone)
 
     def run(self) -> str:
-        known = self.known_tracks()
-        batch: list[tuple[str, os.stat_result, FileTags, str, _Known | None]] = []
+        known = self.known = self.known_tracks()
+        batch: list[_Entry] = []
         for path, info in walk_audio_files(self.roots, on_error=self.error):
             if self.cancel is not None and self.cancel.is_set():
                 self.write_batch(batch)
@@ -384,6 +424,8 @@ class _Scan:
             self.counts.files_seen += 1
             self.progress(path)
             stored = known.get(path)
+            if stored is not None and stored.id in self.seen:
+                stored = None  # its row was taken by a move, and a file is back here: a new one
             if (
                 stored is not None
                 and not stored.missing
@@ -403,8 +445,13 @@ class _Scan:
                 self.error(path, exc.strerror or str(exc))
                 continue
             if stored is not None:
+                target: int | None = stored.id
+                self.seen.add(stored.id)
                 self.counts.updated += 1
-            batch.append((path, info, tags, digest, stored))
+            else:
+                target = self.moved_from(digest, info.st_size)
+                self.counts.moved += target is not None
+            batch.append((path, info, tags, digest, target))
             if len(batch) >= self.batch_size:
                 self.write_batch(batch)
                 batch = []
@@ -456,6 +503,7 @@ def scan(
         raise
     finally:
         c = job.counts
+        figures = {name: value for name, value in vars(c).items() if name != "errors"}
         with db.write() as session:
             session.execute(
                 update(ScanRun)
@@ -463,25 +511,10 @@ def scan(
                 .values(
                     status=status,
                     finished_at=utc_now(),
-                    files_seen=c.files_seen,
-                    added=c.added,
-                    updated=c.updated,
-                    unchanged=c.unchanged,
-                    moved=c.moved,
-                    missing=c.missing,
+                    **figures,
                     errors=len(c.errors),
                     error_log=json.dumps(c.errors[:MAX_ERROR_LOG]),
                 )
             )
-    return ScanResult(
-        run_id=run_id,
-        status=status,
-        files_seen=c.files_seen,
-        added=c.added,
-        updated=c.updated,
-        unchanged=c.unchanged,
-        moved=c.moved,
-        missing=c.missing,
-        errors=tuple(c.errors),
-        elapsed_s=time.monotonic() - job.started,
-    )
+    elapsed_s = time.monotonic() - job.started
+    return ScanResult(run_id, status, **figures, errors=tuple(c.errors), elapsed_s=elapsed_s)
