@@ -70,7 +70,7 @@ from sqlalchemy import func, insert, select, text
 
 from tonearm.library.manager import LibraryManager
 from tonearm.library.models import Album, Artist, Genre, Track, utc_now
-from tonearm.library.paging import TRACK_ORDERS, cursor_for
+from tonearm.library.paging import ALBUM_ORDER, TRACK_ORDERS, cursor_for
 from tonearm.library.records import search_text_of
 from tonearm.library.scanner import content_hash, walk_audio_files
 from tonearm.library.tags import read_file_tags
@@ -679,6 +679,11 @@ def query_kinds(
         ).all()
     cursors = [cursor_for(by_title, tuple(keys[o])) for o in offsets]
     cursors_last = cursor_for(by_title, tuple(keys[max(0, last_page - 1)]))
+    with library.db.read() as session:
+        album_keys = session.execute(
+            select(Album.title, Album.id).order_by(Album.title, Album.id)
+        ).all()
+    album_cursors = [cursor_for(ALBUM_ORDER, tuple(album_keys[o])) for o in album_offsets]
     picked = [int(ids[int(i)]) for i in rng.integers(0, len(ids), size=queries)]
     album_offsets = [int(o) for o in rng.integers(0, max(1, albums_total - PAGE + 1), size=queries)]
 
@@ -731,6 +736,10 @@ def query_kinds(
         QueryKind(
             "albums.list random offset",
             [bind(library.albums.list, offset=o, limit=PAGE) for o in album_offsets],
+        ),
+        QueryKind(
+            "albums.list next page by cursor, random depth",
+            [bind(library.albums.list, limit=PAGE, after=c) for c in album_cursors],
         ),
     ]
     return kinds

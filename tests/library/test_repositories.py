@@ -10,7 +10,8 @@ import pytest
 from tests.library.rows import add_tracks
 from tonearm.errors import ParameterError
 from tonearm.library.manager import LibraryManager
-from tonearm.library.records import TrackRecord
+from tonearm.library.paging import FEW_MATCHES
+from tonearm.library.records import AlbumRecord, TrackRecord
 
 
 @pytest.fixture
@@ -228,14 +229,27 @@ def test_cursor_mistakes_are_clear(library: LibraryManager) -> None:
 def test_a_search_matching_thousands_pages_fast_with_a_lower_bound_total(
     library: LibraryManager,
 ) -> None:
-    add_tracks(library.db, 5100)
+    add_tracks(library.db, FEW_MATCHES + 100)
     page = library.tracks.search("track", limit=50)
     assert [t.title for t in page.items] == sorted(t.title or "" for t in page.items)
     assert len(page.items) == 50
     if library.db.dialect == "sqlite":
-        assert (page.total, page.total_exact) == (5001, False)  # "5000+"
+        assert (page.total, page.total_exact) == (FEW_MATCHES + 1, False)  # "1000+"
     else:
-        assert (page.total, page.total_exact) == (5100, True)
+        assert (page.total, page.total_exact) == (FEW_MATCHES + 100, True)
     assert page.next_cursor is not None
     following = library.tracks.search("track", limit=50, after=page.next_cursor)
     assert following.items[0].title > page.items[-1].title  # type: ignore[operator]
+
+
+def test_album_cursors_walk_every_album_once(library: LibraryManager) -> None:
+    add_tracks(library.db, 60, albums=23)
+    seen: list[AlbumRecord] = []
+    page = library.albums.list(limit=5)
+    while True:
+        seen.extend(page.items)
+        if page.next_cursor is None:
+            break
+        page = library.albums.list(limit=5, after=page.next_cursor)
+    assert [a.id for a in seen] == [a.id for a in library.albums.list(limit=100).items]
+    assert len(seen) == 23

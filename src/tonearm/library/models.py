@@ -114,7 +114,10 @@ class Album(Base):
     """An album: a title under an album artist (or none), with the cover found in its files."""
 
     __tablename__ = "albums"
-    __table_args__ = (UniqueConstraint("title", "artist_id"),)
+    __table_args__ = (
+        UniqueConstraint("title", "artist_id"),
+        Index("ix_albums_title_id", "title", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     title: Mapped[str] = mapped_column(String(512))

@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, Select, literal_column, select, text, tuple_
 
 from tonearm.errors import ParameterError
-from tonearm.library.models import Track
+from tonearm.library.models import Album, Track
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstrumentedAttribute, Session
 
 __all__ = [
+    "ALBUM_ORDER",
     "FEW_MATCHES",
     "TRACK_ORDERS",
     "TrackOrder",
@@ -40,7 +41,7 @@ __all__ = [
     "search_condition",
 ]
 
-FEW_MATCHES = 5000
+FEW_MATCHES = 1000
 """Up to this many matches a search is driven by its matches (fetched by id, then sorted);
 beyond it, by the sort-order index, stopping at the page (SQLite's planner cannot tell)."""
 
@@ -67,6 +68,10 @@ TRACK_ORDERS = {
     "id": TrackOrder((Track.id,)),
 }
 """Sort keys a caller may ask for, each ending in the unique id so pages never overlap."""
+
+
+ALBUM_ORDER = TrackOrder((Album.title, Album.id))
+"""Albums page by title (keyset cursors, index ``ix_albums_title_id``)."""
 
 
 def _encode(value: Any) -> Any:

@@ -155,7 +155,7 @@ class Page(Generic[T]):
     ``next_cursor`` continues after the last item (keyset paging, fast at any depth); None on
     the last page, or for orders without cursors. ``offset`` is -1 for a page fetched by cursor.
     ``total_exact`` is False when ``total`` is only a lower bound (a search matching more than
-    ``paging.FEW_MATCHES`` tracks on SQLite: "5000+", as counting them all would be slow).
+    ``paging.FEW_MATCHES`` tracks on SQLite: "1000+", as counting them all would be slow).
     """
 
     items: tuple[T, ...]

@@ -31,6 +31,7 @@ from tonearm.library.models import (
     utc_now,
 )
 from tonearm.library.paging import (
+    ALBUM_ORDER,
     FEW_MATCHES,
     TRACK_ORDERS,
     after_cursor,
@@ -429,10 +430,18 @@ class AlbumRepository(_Repository):
         return self._cache.get_or_load(("album", album_id), ("albums", "tracks"), load)
 
     def list(
-        self, *, offset: int = 0, limit: int = 50, query: str | None = None
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 50,
+        query: str | None = None,
+        after: str | None = None,
     ) -> Page[AlbumRecord]:
-        """Albums by title, optionally those whose title contains ``query``."""
+        """Albums by title, optionally those whose title contains ``query``; at ``offset`` or
+        after the ``after`` cursor of the previous page."""
         _check_page(offset, limit)
+        if after is not None and offset:
+            raise ParameterError("give an offset or a cursor, not both")
 
         def load() -> Page[AlbumRecord]:
             statement = self._select()
@@ -440,13 +449,22 @@ class AlbumRepository(_Repository):
             if query:
                 match = func.lower(Album.title).like(_like(query), escape="\\")
                 statement, counting = statement.where(match), counting.where(match)
-            statement = statement.order_by(Album.title, Album.id).offset(offset).limit(limit)
+            if after is not None:
+                statement = statement.where(after_cursor(ALBUM_ORDER, after))
+            else:
+                statement = statement.offset(offset)
+            statement = statement.order_by(*ALBUM_ORDER.order_by()).limit(limit)
+            cursor = None
             with self._db.read() as session:
                 total = int(session.execute(counting).scalar_one())
-                items = tuple(self._record(row) for row in session.execute(statement))
-            return Page(items, total, offset, limit)
+                rows = session.execute(statement).all()
+                items = tuple(self._record(row) for row in rows)
+                if len(rows) == limit:
+                    cursor = cursor_for(ALBUM_ORDER, (rows[-1][0].title, rows[-1][0].id))
+            return Page(items, total, -1 if after is not None else offset, limit, cursor)
 
-        return self._cache.get_or_load(("albums", query, offset, limit), ("albums", "tracks"), load)
+        key = ("albums", query, offset, limit, after)
+        return self._cache.get_or_load(key, ("albums", "tracks"), load)
 
     def cover(self, album_id: int) -> tuple[bytes, str] | None:
         """The album's cover image and its MIME type, or None (not cached: large)."""
