@@ -679,13 +679,13 @@ def query_kinds(
         ).all()
     cursors = [cursor_for(by_title, tuple(keys[o])) for o in offsets]
     cursors_last = cursor_for(by_title, tuple(keys[max(0, last_page - 1)]))
+    album_offsets = [int(o) for o in rng.integers(0, max(1, albums_total - PAGE + 1), size=queries)]
     with library.db.read() as session:
         album_keys = session.execute(
             select(Album.title, Album.id).order_by(Album.title, Album.id)
         ).all()
     album_cursors = [cursor_for(ALBUM_ORDER, tuple(album_keys[o])) for o in album_offsets]
     picked = [int(ids[int(i)]) for i in rng.integers(0, len(ids), size=queries)]
-    album_offsets = [int(o) for o in rng.integers(0, max(1, albums_total - PAGE + 1), size=queries)]
 
     def bind(
         function: Callable[..., object], *args: object, **kwargs: object
