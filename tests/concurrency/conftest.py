@@ -25,6 +25,7 @@ import soundfile as sf
 
 from tests.concurrency.helpers import Excerpt, MusicFiles
 from tests.music_paths import MUSIC_DIR
+from tonearm.library.manager import LibraryManager
 
 THREADS = 10
 PROCESS_WORKERS = 2  # the machine has 2 cores
@@ -124,3 +125,16 @@ def bach_excerpt(music: MusicFiles) -> Excerpt:
     audio = np.ascontiguousarray(data.T)
     audio.flags.writeable = False
     return Excerpt(audio=audio, sample_rate=int(rate))
+
+
+# --- Library database fixtures ---
+#
+# ``database_url`` (``tests/conftest.py``) runs a test on SQLite and on a real throwaway
+# PostgreSQL server; ``library`` is a ``LibraryManager`` on it, closed afterwards.
+
+
+@pytest.fixture
+def library(database_url: str) -> Iterator[LibraryManager]:
+    """A ``LibraryManager`` on a fresh database of each backend (default pool and cache)."""
+    with LibraryManager(database_url) as manager:
+        yield manager

@@ -439,3 +439,33 @@ def test_capacity_is_never_exceeded_under_concurrent_inserts() -> None:
     dropped = sum(cache.invalidate(f"thread:{n}") for n in range(threads))
     assert dropped == limit
     assert cache.stats.entries == 0
+
+
+def test_two_loaders_needing_each_others_keys_do_not_wait_for_each_other() -> None:
+    cache = QueryCache(load_timeout_s=20.0)
+    both_started = threading.Barrier(2)
+
+    def loader(own: str, other: str) -> Callable[[], str]:
+        def load() -> str:
+            both_started.wait(timeout=5)  # both flights are in progress now
+            inner = cache.get_or_load(other, ("t",), lambda: f"{other}-inner")
+            return f"{own}+{inner}"
+
+        return load
+
+    results: dict[str, str] = {}
+
+    def run(own: str, other: str) -> None:
+        results[own] = cache.get_or_load(own, ("t",), loader(own, other))
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=run, args=pair) for pair in (("a", "b"), ("b", "a"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=15)
+    assert not any(thread.is_alive() for thread in threads)
+    assert time.monotonic() - started < 10.0  # far under the 20 s wait a cycle would cost
+    # each got its own value, built on the other key's (loaded itself, or cached meanwhile)
+    assert results["a"] in {"a+b-inner", "a+b+a-inner"}
+    assert results["b"] in {"b+a-inner", "b+a+b-inner"}

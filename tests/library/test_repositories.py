@@ -253,3 +253,14 @@ def test_album_cursors_walk_every_album_once(library: LibraryManager) -> None:
         page = library.albums.list(limit=5, after=page.next_cursor)
     assert [a.id for a in seen] == [a.id for a in library.albums.list(limit=100).items]
     assert len(seen) == 23
+
+
+def test_pages_show_new_plays_and_favourites_at_once(library: LibraryManager) -> None:
+    (track_id,) = add_tracks(library.db, 1)
+    assert library.tracks.list().items[0].play_count == 0  # now cached
+    library.tracks.record_play(track_id)
+    library.tracks.set_favourite(track_id, True)
+    (fresh,) = library.tracks.list().items
+    assert (fresh.play_count, fresh.favourite) == (1, True)
+    (found,) = library.tracks.search("track").items
+    assert (found.play_count, found.favourite) == (1, True)

@@ -138,6 +138,7 @@ class QueryCache:
         self._watches: dict[str, _TagWatch] = {}
         self._clear_generation = 0
         self._flights: dict[Hashable, _Flight] = {}
+        self._local = threading.local()  # .depth: loads this thread is inside
         self._hits = self._misses = self._evictions = 0
         self._invalidations = self._uncached_loads = 0
 
@@ -148,7 +149,9 @@ class QueryCache:
         it wait (up to ``load_timeout_s``) for that result instead of loading it again; if the
         load raises an ``Exception``, every waiter gets that same exception re-raised and nothing
         is cached. A waiter that times out (or whose loader died of a ``BaseException``) loads
-        itself, as does a ``load`` that requests its own key again (instead of waiting for itself).
+        itself, as does a ``load`` that requests its own key again (instead of waiting for itself)
+        and any ``load`` that requests a key another thread is loading (two loaders that need
+        each other's keys would otherwise wait for each other until the timeout).
         """
         tag_set = _as_tags(tags)
         me = threading.get_ident()
@@ -171,7 +174,9 @@ class QueryCache:
         if leader is not None:
             return self._run(key, leader.ticket, load, leader)
         assert flight is not None
-        if flight.done.wait(self._load_timeout_s):
+        # a loader asking for a key another thread is loading loads it itself: that thread may
+        # be waiting, inside its own loader, for a key this one is loading (a cycle)
+        if not self._inside_load() and flight.done.wait(self._load_timeout_s):
             if flight.error is None:
                 return cast("T", flight.value)
             if isinstance(flight.error, Exception):
@@ -224,9 +229,11 @@ class QueryCache:
         self, key: Hashable, ticket: _Ticket, load: Callable[[], T], flight: _Flight | None
     ) -> T:
         """Call ``load()`` (lock not held), store the result unless it raced, wake the waiters."""
+        self._local.depth = getattr(self._local, "depth", 0) + 1
         try:
             value = load()
         except BaseException as exc:
+            self._local.depth -= 1
             with self._lock:
                 self._unwatch(ticket)
                 if flight is not None and self._flights.get(key) is flight:
@@ -235,6 +242,7 @@ class QueryCache:
                 flight.error = exc
                 flight.done.set()
             raise
+        self._local.depth -= 1
         with self._lock:
             if self._stale(ticket):
                 self._uncached_loads += 1
@@ -247,6 +255,9 @@ class QueryCache:
             flight.value = value
             flight.done.set()
         return value
+
+    def _inside_load(self) -> bool:
+        return bool(getattr(self._local, "depth", 0))
 
     # The helpers below run with the lock held.
 

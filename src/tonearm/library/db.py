@@ -88,7 +88,15 @@ class Database:
                 pool_timeout=self.pool.pool_timeout_s,
                 pool_pre_ping=True,
             )
-        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        # a read session sees one snapshot: SQLite's read transactions are; PostgreSQL's
+        # default READ COMMITTED lets each statement see newer commits, so reads there run at
+        # REPEATABLE READ (a snapshot from their first statement; they never write)
+        read_engine = (
+            self.engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.dialect == "postgresql"
+            else self.engine
+        )
+        self._reads = sessionmaker(read_engine, expire_on_commit=False)
         write_engine = (
             self.engine.execution_options(sqlite_begin="IMMEDIATE")
             if self.dialect == "sqlite"
@@ -98,7 +106,8 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reading (rolled back at the end: it never writes)."""
+        """A session for reading, on one consistent snapshot (rolled back at the end: it never
+        writes)."""
         with self._reads() as session:
             yield session
             session.rollback()

@@ -88,6 +88,17 @@ def _upsert(session: Session, table: Any, values: dict[str, Any], *, key: str, s
     session.execute(statement.on_conflict_do_update(index_elements=[key], set_=set_))
 
 
+def _insert_or_ignore(session: Session, table: Any, values: dict[str, Any]) -> None:
+    """``INSERT ... ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
+PAGE_TAGS = ("tracks", "track-pages", "albums", "artists", "genres")
+"""What a page of tracks depends on: rows, play counts and favourites, and the names."""
+
+
 class _Repository:
     def __init__(self, db: Database, cache: QueryCache) -> None:
         self._db = db
@@ -247,7 +258,7 @@ class TrackRepository(_Repository):
             return Page(items, total, where, limit, cursor, exact)
 
         key = ("tracks", query, offset, limit, order, missing, after)
-        return self._cache.get_or_load(key, ("tracks", "albums", "artists", "genres"), load)
+        return self._cache.get_or_load(key, PAGE_TAGS, load)
 
     def _present(self, track_ids: Sequence[int]) -> int:
         """How many of ``track_ids`` are present (not missing)."""
@@ -338,7 +349,7 @@ class TrackRepository(_Repository):
             count = session.execute(
                 select(PlayCount.count).where(PlayCount.track_id == track_id)
             ).scalar_one()
-        self._cache.invalidate(f"track:{track_id}")
+        self._cache.invalidate(f"track:{track_id}", "track-pages")  # pages show play counts
         return int(count)
 
     def set_favourite(self, track_id: int, favourite: bool) -> None:
@@ -346,10 +357,11 @@ class TrackRepository(_Repository):
         with self._db.write() as session:
             if session.get(Track, track_id) is None:
                 raise ParameterError(f"no track {track_id}")
-            session.execute(delete(Favourite).where(Favourite.track_id == track_id))
-            if favourite:
-                session.add(Favourite(track_id=track_id))
-        self._cache.invalidate(f"track:{track_id}", "favourites")
+            if favourite:  # idempotent under concurrency: a second marker finds the row there
+                _insert_or_ignore(session, Favourite, {"track_id": track_id, "added_at": utc_now()})
+            else:
+                session.execute(delete(Favourite).where(Favourite.track_id == track_id))
+        self._cache.invalidate(f"track:{track_id}", "favourites", "track-pages")
 
     def favourites(self) -> tuple[int, ...]:
         """Favourite track ids, newest first."""
