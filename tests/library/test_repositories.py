@@ -11,7 +11,7 @@ from tests.library.rows import add_tracks
 from tonearm.errors import ParameterError
 from tonearm.library.manager import LibraryManager
 from tonearm.library.paging import FEW_MATCHES
-from tonearm.library.records import AlbumRecord, TrackRecord
+from tonearm.library.records import AlbumRecord, ArtistRecord, GenreRecord, TrackRecord
 
 
 @pytest.fixture
@@ -264,3 +264,34 @@ def test_pages_show_new_plays_and_favourites_at_once(library: LibraryManager) ->
     assert (fresh.play_count, fresh.favourite) == (1, True)
     (found,) = library.tracks.search("track").items
     assert (found.play_count, found.favourite) == (1, True)
+
+
+def test_renaming_artists_genres_and_albums_follows_into_search(library: LibraryManager) -> None:
+    add_tracks(library.db, 20, albums=4)
+    artist = library.artists.list(query="artist 2").items[0]
+    assert library.artists.get(artist.id) == artist
+    library.artists.rename(artist.id, "Scott Joplin")
+    assert library.artists.get(artist.id) == ArtistRecord(artist.id, "Scott Joplin")
+    albums_by = {a.id for a in library.albums.list(limit=100).items if a.artist == "Scott Joplin"}
+    expected = {
+        t.id
+        for t in library.tracks.list(limit=100).items
+        if t.artist == "Scott Joplin" or t.album_id in albums_by
+    }
+    assert len(expected) >= 4  # its own tracks, and those on its albums
+    assert {t.id for t in library.tracks.search("joplin", limit=100).items} == expected
+    jazz = next(g for g in library.genres.list() if g.name == "Jazz")
+    library.genres.rename(jazz.id, "Stride")
+    assert library.genres.get(jazz.id) == GenreRecord(jazz.id, "Stride")
+    assert library.tracks.search("stride").total == 4
+    assert library.tracks.search("jazz").total == 0
+    album = library.albums.list().items[0]
+    renamed = library.albums.update(album.id, title="Elite Syncopations", year=1902)
+    assert (renamed.title, renamed.year, renamed.track_count) == ("Elite Syncopations", 1902, 5)
+    assert library.tracks.search("syncopations").total == 5
+    with pytest.raises(ParameterError, match="exists already"):
+        library.artists.rename(artist.id, "Artist 0")
+    with pytest.raises(ParameterError, match="no genre"):
+        library.genres.rename(999, "X")
+    with pytest.raises(ParameterError, match="no album"):
+        library.albums.update(999, title="X")

@@ -20,17 +20,12 @@ from sqlalchemy import select, update
 from tonearm.errors import TonearmError
 from tonearm.library.analysis import AnalysisSummary, AnalysisValues, analyse_pending
 from tonearm.library.cache import QueryCache
+from tonearm.library.catalogue import AlbumRepository, ArtistRepository, GenreRepository
 from tonearm.library.db import Database, PoolSettings, open_database
 from tonearm.library.models import Fingerprint, Track
+from tonearm.library.playlists import PlaylistRepository, SettingsRepository
 from tonearm.library.records import display_path, path_from_db
-from tonearm.library.repositories import (
-    AlbumRepository,
-    ArtistRepository,
-    GenreRepository,
-    PlaylistRepository,
-    SettingsRepository,
-    TrackRepository,
-)
+from tonearm.library.repositories import TrackRepository
 from tonearm.library.scanner import ScanProgress, ScanResult, content_hash, scan
 from tonearm.library.similarity import Neighbour, SimilarityService
 from tonearm.library.tags import replaygain_from_loudness, write_replaygain

@@ -1,4 +1,7 @@
-"""One repository per entity: list, search, paginate, get, update.
+"""Tracks, and what every repository shares (see :mod:`tonearm.library.catalogue` for artists,
+genres and albums, :mod:`tonearm.library.playlists` for playlists and settings).
+
+One repository per entity: list, search, paginate, get, update.
 
 Every read goes through the :class:`~tonearm.library.cache.QueryCache` under tags naming what it
 depends on (``tracks``, ``track:<id>``, ``albums``, ``playlists``, ``playlist:<id>`` ...); every
@@ -10,7 +13,6 @@ read-modify-write. All methods return frozen records (:mod:`tonearm.library.reco
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, delete, func, select, update
@@ -24,14 +26,10 @@ from tonearm.library.models import (
     Favourite,
     Genre,
     PlayCount,
-    Playlist,
-    PlaylistEntry,
-    Setting,
     Track,
     utc_now,
 )
 from tonearm.library.paging import (
-    ALBUM_ORDER,
     FEW_MATCHES,
     TRACK_ORDERS,
     after_cursor,
@@ -40,18 +38,14 @@ from tonearm.library.paging import (
     search_condition,
 )
 from tonearm.library.records import (
-    AlbumRecord,
-    ArtistRecord,
-    GenreRecord,
     Page,
-    PlaylistRecord,
     TrackRecord,
     path_from_db,
     search_text_of,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from sqlalchemy.orm import Session
 
@@ -59,11 +53,8 @@ if TYPE_CHECKING:
     from tonearm.library.db import Database
 
 __all__ = [
-    "AlbumRepository",
-    "ArtistRepository",
-    "GenreRepository",
-    "PlaylistRepository",
-    "SettingsRepository",
+    "MAX_PAGE",
+    "PAGE_TAGS",
     "TrackRepository",
 ]
 
@@ -376,266 +367,3 @@ class TrackRepository(_Repository):
                 return tuple(int(row[0]) for row in rows)
 
         return self._cache.get_or_load(("favourites",), ("favourites", "tracks"), load)
-
-
-class ArtistRepository(_Repository):
-    def list(
-        self, *, offset: int = 0, limit: int = 50, query: str | None = None
-    ) -> Page[ArtistRecord]:
-        """Artists by name, optionally those whose name contains ``query``."""
-        _check_page(offset, limit)
-
-        def load() -> Page[ArtistRecord]:
-            statement = select(Artist)
-            counting = select(func.count(Artist.id))
-            if query:
-                match = func.lower(Artist.name).like(_like(query), escape="\\")
-                statement, counting = statement.where(match), counting.where(match)
-            with self._db.read() as session:
-                total = int(session.execute(counting).scalar_one())
-                rows = session.scalars(
-                    statement.order_by(Artist.name, Artist.id).offset(offset).limit(limit)
-                )
-                items = tuple(ArtistRecord(a.id, a.name) for a in rows)
-            return Page(items, total, offset, limit)
-
-        return self._cache.get_or_load(("artists", query, offset, limit), ("artists",), load)
-
-
-class GenreRepository(_Repository):
-    def list(self) -> tuple[GenreRecord, ...]:
-        """Every genre, by name."""
-
-        def load() -> tuple[GenreRecord, ...]:
-            with self._db.read() as session:
-                rows = session.scalars(select(Genre).order_by(Genre.name))
-                return tuple(GenreRecord(g.id, g.name) for g in rows)
-
-        return self._cache.get_or_load(("genres",), ("genres",), load)
-
-
-class AlbumRepository(_Repository):
-    @staticmethod
-    def _select() -> Select[Any]:
-        # counted per album on the page only (index on tracks(album_id, missing))
-        tracks = (
-            select(func.count(Track.id))
-            .where(Track.album_id == Album.id, Track.missing.is_(False))
-            .correlate(Album)
-            .scalar_subquery()
-        )
-        return select(Album, Artist.name, Album.cover.is_not(None), tracks).outerjoin(
-            Artist, Album.artist_id == Artist.id
-        )
-
-    @staticmethod
-    def _record(row: Any) -> AlbumRecord:
-        album, artist, has_cover, count = row
-        return AlbumRecord(album.id, album.title, artist, album.year, bool(has_cover), int(count))
-
-    def get(self, album_id: int) -> AlbumRecord | None:
-        def load() -> AlbumRecord | None:
-            with self._db.read() as session:
-                row = session.execute(self._select().where(Album.id == album_id)).first()
-                return None if row is None else self._record(row)
-
-        return self._cache.get_or_load(("album", album_id), ("albums", "tracks"), load)
-
-    def list(
-        self,
-        *,
-        offset: int = 0,
-        limit: int = 50,
-        query: str | None = None,
-        after: str | None = None,
-    ) -> Page[AlbumRecord]:
-        """Albums by title, optionally those whose title contains ``query``; at ``offset`` or
-        after the ``after`` cursor of the previous page."""
-        _check_page(offset, limit)
-        if after is not None and offset:
-            raise ParameterError("give an offset or a cursor, not both")
-
-        def load() -> Page[AlbumRecord]:
-            statement = self._select()
-            counting = select(func.count(Album.id))
-            if query:
-                match = func.lower(Album.title).like(_like(query), escape="\\")
-                statement, counting = statement.where(match), counting.where(match)
-            if after is not None:
-                statement = statement.where(after_cursor(ALBUM_ORDER, after))
-            else:
-                statement = statement.offset(offset)
-            statement = statement.order_by(*ALBUM_ORDER.order_by()).limit(limit)
-            cursor = None
-            with self._db.read() as session:
-                total = int(session.execute(counting).scalar_one())
-                rows = session.execute(statement).all()
-                items = tuple(self._record(row) for row in rows)
-                if len(rows) == limit:
-                    cursor = cursor_for(ALBUM_ORDER, (rows[-1][0].title, rows[-1][0].id))
-            return Page(items, total, -1 if after is not None else offset, limit, cursor)
-
-        key = ("albums", query, offset, limit, after)
-        return self._cache.get_or_load(key, ("albums", "tracks"), load)
-
-    def cover(self, album_id: int) -> tuple[bytes, str] | None:
-        """The album's cover image and its MIME type, or None (not cached: large)."""
-        with self._db.read() as session:
-            row = session.execute(
-                select(Album.cover, Album.cover_mime).where(Album.id == album_id)
-            ).first()
-        if row is None or row[0] is None:
-            return None
-        return bytes(row[0]), str(row[1] or "application/octet-stream")
-
-
-class PlaylistRepository(_Repository):
-    """Playlists with ordered entries; every change is one transaction."""
-
-    def _record(self, session: Session, playlist: Playlist) -> PlaylistRecord:
-        ids = session.scalars(
-            select(PlaylistEntry.track_id)
-            .where(PlaylistEntry.playlist_id == playlist.id)
-            .order_by(PlaylistEntry.position)
-        )
-        return PlaylistRecord(
-            playlist.id,
-            playlist.name,
-            tuple(ids),
-            playlist.created_at,
-            playlist.updated_at,
-        )
-
-    def create(self, name: str, track_ids: Sequence[int] = ()) -> PlaylistRecord:
-        if not name.strip():
-            raise ParameterError("a playlist needs a name")
-        with self._db.write() as session:
-            if session.scalar(select(Playlist.id).where(Playlist.name == name)) is not None:
-                raise ParameterError(f"a playlist named '{name}' exists already")
-            playlist = Playlist(name=name)
-            session.add(playlist)
-            session.flush()
-            self._check_tracks(session, track_ids)
-            session.add_all(
-                PlaylistEntry(playlist_id=playlist.id, position=i, track_id=t)
-                for i, t in enumerate(track_ids)
-            )
-            session.flush()
-            record = self._record(session, playlist)
-        self._cache.invalidate("playlists")
-        return record
-
-    @staticmethod
-    def _check_tracks(session: Session, track_ids: Sequence[int]) -> None:
-        wanted = set(track_ids)
-        if not wanted:
-            return
-        found = set(session.scalars(select(Track.id).where(Track.id.in_(wanted))))
-        if wanted - found:
-            raise ParameterError(f"no track {min(wanted - found)}")
-
-    def get(self, playlist_id: int) -> PlaylistRecord | None:
-        def load() -> PlaylistRecord | None:
-            with self._db.read() as session:
-                playlist = session.get(Playlist, playlist_id)
-                return None if playlist is None else self._record(session, playlist)
-
-        tags = ("playlists", f"playlist:{playlist_id}")
-        return self._cache.get_or_load(("playlist", playlist_id), tags, load)
-
-    def list(self) -> tuple[PlaylistRecord, ...]:
-        def load() -> tuple[PlaylistRecord, ...]:
-            with self._db.read() as session:
-                playlists = session.scalars(select(Playlist).order_by(Playlist.name))
-                return tuple(self._record(session, p) for p in playlists)
-
-        return self._cache.get_or_load(("playlists",), ("playlists",), load)
-
-    def _locked(self, session: Session, playlist_id: int) -> Playlist:
-        statement = select(Playlist).where(Playlist.id == playlist_id)
-        if session.get_bind().dialect.name == "postgresql":
-            statement = statement.with_for_update()  # SQLite's write lock covers the file
-        playlist = session.scalars(statement).first()
-        if playlist is None:
-            raise ParameterError(f"no playlist {playlist_id}")
-        return playlist
-
-    def _change(
-        self, playlist_id: int, change: Callable[[Session, Playlist], None]
-    ) -> PlaylistRecord:
-        """Apply ``change`` to the locked playlist in one transaction; the new record."""
-        with self._db.write() as session:
-            playlist = self._locked(session, playlist_id)
-            change(session, playlist)
-            playlist.updated_at = utc_now()
-            session.flush()
-            record = self._record(session, playlist)
-        self._cache.invalidate("playlists", f"playlist:{playlist_id}")
-        return record
-
-    def set_tracks(self, playlist_id: int, track_ids: Sequence[int]) -> PlaylistRecord:
-        """Replace the whole order of a playlist (add, remove, move are all this)."""
-
-        def replace(session: Session, playlist: Playlist) -> None:
-            self._check_tracks(session, track_ids)
-            session.execute(delete(PlaylistEntry).where(PlaylistEntry.playlist_id == playlist.id))
-            session.add_all(
-                PlaylistEntry(playlist_id=playlist.id, position=i, track_id=t)
-                for i, t in enumerate(track_ids)
-            )
-
-        return self._change(playlist_id, replace)
-
-    def append(self, playlist_id: int, track_ids: Sequence[int]) -> PlaylistRecord:
-        """Add tracks at the end, atomically with respect to other writers."""
-
-        def extend(session: Session, playlist: Playlist) -> None:
-            self._check_tracks(session, track_ids)
-            end = session.scalar(
-                select(func.coalesce(func.max(PlaylistEntry.position) + 1, 0)).where(
-                    PlaylistEntry.playlist_id == playlist.id
-                )
-            )
-            session.add_all(
-                PlaylistEntry(playlist_id=playlist.id, position=int(end or 0) + i, track_id=t)
-                for i, t in enumerate(track_ids)
-            )
-
-        return self._change(playlist_id, extend)
-
-    def rename(self, playlist_id: int, name: str) -> PlaylistRecord:
-        if not name.strip():
-            raise ParameterError("a playlist needs a name")
-
-        def retitle(session: Session, playlist: Playlist) -> None:
-            clash = session.scalar(
-                select(Playlist.id).where(Playlist.name == name, Playlist.id != playlist.id)
-            )
-            if clash is not None:
-                raise ParameterError(f"a playlist named '{name}' exists already")
-            playlist.name = name
-
-        return self._change(playlist_id, retitle)
-
-    def delete(self, playlist_id: int) -> None:
-        with self._db.write() as session:
-            session.delete(self._locked(session, playlist_id))
-        self._cache.invalidate("playlists", f"playlist:{playlist_id}")
-
-
-class SettingsRepository(_Repository):
-    """Key → JSON value."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        def load() -> str | None:
-            with self._db.read() as session:
-                return session.scalar(select(Setting.value).where(Setting.key == key))
-
-        stored = self._cache.get_or_load(("setting", key), ("settings", f"setting:{key}"), load)
-        return default if stored is None else json.loads(stored)
-
-    def set(self, key: str, value: Any) -> None:
-        text = json.dumps(value)
-        with self._db.write() as session:
-            _upsert(session, Setting, {"key": key, "value": text}, key="key", set_={"value": text})
-        self._cache.invalidate(f"setting:{key}")
