@@ -21,7 +21,6 @@ __all__ = [
     "GenreRecord",
     "Page",
     "PlaylistRecord",
-    "ScanRunRecord",
     "TrackRecord",
     "path_from_db",
     "path_to_db",
@@ -130,22 +129,6 @@ class PlaylistRecord:
     track_ids: tuple[int, ...]
     created_at: dt.datetime
     updated_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ScanRunRecord:
-    id: int
-    roots: tuple[str, ...]
-    status: str
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    files_seen: int
-    added: int
-    updated: int
-    unchanged: int
-    moved: int
-    missing: int
-    errors: int
 
 
 @dataclass(frozen=True, slots=True)
