@@ -8,6 +8,7 @@ exits 2. Anything else that escapes is a bug and exits 1.
 from __future__ import annotations
 
 __all__ = [
+    "Cancelled",
     "DatabaseError",
     "DecodeError",
     "EncodeError",
@@ -44,3 +45,7 @@ class TagError(UserInputError):
 
 class DatabaseError(UserInputError):
     """The library database cannot be used: not a database, a newer schema, unreachable."""
+
+
+class Cancelled(TonearmError):
+    """The work was cancelled on request; whatever it was writing has been removed."""

@@ -7,6 +7,8 @@ the BS.1770 meter, true peak 4x oversampled, after any format conversion.
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ import soundfile as sf
 from tests.mastering import synth
 from tonearm.dsp.loudness import integrated_loudness
 from tonearm.dsp.true_peak import true_peak_dbtp
+from tonearm.errors import Cancelled
+from tonearm.events import ProgressEvent
 from tonearm.mastering.render import MasterSettings, default_output_path, master_file
 from tonearm.mastering.targets import PRESETS, resolve_target
 
@@ -188,3 +192,25 @@ def test_block_size_leaves_no_trace(tmp_path: Path) -> None:
     difference = np.abs(a - b)
     assert np.max(difference) <= 4.0 / 2**23
     assert np.mean(difference) < 0.5 / 2**23
+
+
+@pytest.mark.parametrize("stage", ["analyse", "render"])
+def test_cancel_stops_within_half_a_second_and_leaves_nothing(tmp_path: Path, stage: str) -> None:
+    source = synth.write(tmp_path / "long.wav", synth.noise(44100, 120.0, level_db=-20.0), 44100)
+    output = tmp_path / "out.wav"
+    output.write_bytes(b"the previous master")
+    cancel = threading.Event()
+    set_at: list[float] = []
+
+    def progress(event: ProgressEvent) -> None:
+        if event.stage == stage and event.frames_done > 44100 * 20 and not cancel.is_set():
+            set_at.append(time.monotonic())
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        master_file(source, output, on_progress=progress, cancel=cancel)
+    stopped_after_s = time.monotonic() - set_at[0]
+    assert stopped_after_s < 0.5
+    assert output.read_bytes() == b"the previous master"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.wav", "out.wav"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("tonearm-")]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from tonearm.audio_io import AudioInfo
     from tonearm.dsp.spectrum import MidSideSpectrum
+    from tonearm.events import ProgressCallback
 
 __all__ = [
     "BAND_CENTERS_HZ",
@@ -158,18 +159,24 @@ def _combine(profiles: Sequence[BandProfile], weights: FloatArray) -> BandProfil
 
 
 def load_references(
-    paths: Sequence[str | os.PathLike[str]], *, infos: Sequence[AudioInfo] | None = None
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    infos: Sequence[AudioInfo] | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> ReferenceProfile:
     """Analyse and combine reference files; ``ParameterError`` for a silent or short one.
 
     ``infos``, one per path, are probes already made in this run (they are not repeated).
+    ``on_progress`` gets the analysis events of each file (and may raise to stop).
     """
     if not paths:
         raise ParameterError("no reference given")
     analyses = []
     for index, path in enumerate(paths):
         info = None if infos is None else infos[index]
-        analysis = analyze_file(path, fingerprint=False, chunks=False, info=info)
+        analysis = analyze_file(
+            path, fingerprint=False, chunks=False, info=info, on_progress=on_progress
+        )
         _check_reference(os.fspath(path), analysis)
         analyses.append(analysis)
     loudness = np.array([a.loudness.integrated_lufs for a in analyses])

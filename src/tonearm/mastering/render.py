@@ -36,7 +36,7 @@ from tonearm.audio_io import (
     output_format_for,
     probe,
 )
-from tonearm.errors import EncodeError, ParameterError, TonearmError
+from tonearm.errors import Cancelled, EncodeError, ParameterError, TonearmError
 from tonearm.events import MessageCode, ProgressCallback, ProgressEvent
 from tonearm.mastering.analysis import (
     TrackAnalysis,
@@ -54,6 +54,7 @@ from tonearm.mastering.targets import DEFAULT_TARGET, LoudnessTarget
 from tonearm.pipeline import threaded_map
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Iterable, Iterator
 
     from tonearm.audio_io.encode import BitDepth
@@ -195,13 +196,18 @@ def _render_pass(
         on_written=None if meters is None else written.append,
     ) as writer:
         rendered = render_blocks(chain, blocks, channels=info.channels, threaded=True)
-        for frames, stored in threaded_map(encode, rendered, name="tonearm-encode"):
-            if meters is not None:
-                for piece in stored:
-                    meters.push(piece)
-            done += frames
-            if on_progress is not None:
-                on_progress(ProgressEvent("render", done, info.frames, attempt))
+        encoded = threaded_map(encode, rendered, name="tonearm-encode")
+        try:
+            for frames, stored in encoded:
+                if meters is not None:
+                    for piece in stored:
+                        meters.push(piece)
+                done += frames
+                if on_progress is not None:
+                    on_progress(ProgressEvent("render", done, info.frames, attempt))
+        finally:
+            # stop and join the stage threads before the writer closes (or aborts) the file
+            encoded.close()
         frames_written = writer.frames_written
     if meters is None:
         return None
@@ -215,6 +221,19 @@ def _render_pass(
     return meters.result()
 
 
+def _cancellable(on_progress: ProgressCallback | None, cancel: threading.Event) -> ProgressCallback:
+    """``on_progress``, raising :class:`Cancelled` first once ``cancel`` is set (progress comes
+    once per block, so a cancel takes effect within one block)."""
+
+    def report(event: ProgressEvent) -> None:
+        if cancel.is_set():
+            raise Cancelled(f"cancelled while in {event.stage}")
+        if on_progress is not None:
+            on_progress(event)
+
+    return report
+
+
 def _report_verify(on_progress: ProgressCallback | None, frames: int, attempt: int) -> None:
     if on_progress is not None:
         on_progress(ProgressEvent("verify", frames, frames, attempt))
@@ -226,13 +245,18 @@ def master_file(
     *,
     settings: MasterSettings | None = None,
     on_progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> MasteringReport:
     """Master one file to ``settings.target`` and return the verified report.
 
     Raises ``DecodeError``/``EncodeError``/``ParameterError`` (user errors) before any output
-    exists; the output appears only when complete and verified.
+    exists; the output appears only when complete and verified. Setting ``cancel`` stops the
+    work within one block (a fraction of a second) with :class:`~tonearm.errors.Cancelled`;
+    the staging file is removed and the output path left as it was.
     """
     settings = settings or MasterSettings()
+    if cancel is not None:
+        on_progress = _cancellable(on_progress, cancel)
     started = time.perf_counter()
     source = Path(input_path)
     info = probe(source)
@@ -256,7 +280,12 @@ def master_file(
     # releases the GIL); the one-worker pool bounds it, and the wait below has a timeout
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tonearm-reference") as pool:
         pending = (
-            pool.submit(load_references, settings.references, infos=reference_infos)
+            pool.submit(
+                load_references,
+                settings.references,
+                infos=reference_infos,
+                on_progress=None if cancel is None else _cancellable(None, cancel),
+            )
             if settings.references
             else None
         )
