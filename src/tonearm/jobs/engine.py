@@ -1,0 +1,362 @@
+"""The job engine: a bounded priority queue of mastering jobs, run by workers under a memory budget.
+
+A :class:`JobSpec` says what to master; :meth:`JobEngine.submit` queues it and returns its id.
+Workers take the highest-priority job (first come, first served within a priority), reserve its
+estimated peak memory from the :class:`~tonearm.jobs.admission.MemoryBudget` (a job that would
+take the total over the budget waits), and run :func:`tonearm.mastering.render.master_file`.
+
+* **Progress**: every change is a :class:`JobEvent` (state, stage, fraction done, ETA) handed to
+  ``on_event`` and kept in the job's :class:`JobStatus`.
+* **Cancellation**: a queued job is removed at once; a running one stops within one block of
+  audio (a fraction of a second) and leaves no output (``master_file`` writes to a staging file
+  and renames it only when verified).
+* **Failures** are isolated: a job that raises is recorded as failed with its one-line error,
+  and the worker goes on with the next job.
+* **Result cache**: a job whose input (path, size, modification time) and settings match a job
+  that finished in this engine is served from it: the earlier output is copied (atomically) to
+  the new output path, or reused when it is the same path and unchanged.
+
+This module runs jobs on threads (the DSP releases the GIL); process and dask executors build on
+the same specs. Every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tonearm.audio_io import probe
+from tonearm.errors import Cancelled, ParameterError, TonearmError
+from tonearm.jobs.admission import MemoryBudget, estimate_job_bytes
+from tonearm.jobs.queue import PriorityJobQueue, QueueClosed, QueueEmpty
+from tonearm.mastering.plan import MasteringPlan
+from tonearm.mastering.render import MasterSettings, master_file
+from tonearm.mastering.targets import resolve_target
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tonearm.audio_io.encode import BitDepth
+    from tonearm.events import ProgressEvent
+
+__all__ = ["JobEngine", "JobEvent", "JobSpec", "JobState", "JobStatus"]
+
+POLL_S = 0.1
+"""How often an idle worker looks for shutdown."""
+ADMISSION_WAIT_S = 3600.0
+"""The longest a job waits for memory before it fails."""
+STAGE_WEIGHTS = {"analyse": 0.35, "plan": 0.0, "render": 0.55, "verify": 0.10}
+"""Share of a job's work in each stage, for the overall fraction and the ETA."""
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What to master, and how: everything is plain data, so a spec pickles to any worker."""
+
+    input_path: str
+    output_path: str
+    target: str = "spotify"
+    lufs: float | None = None
+    ceiling_dbtp: float | None = None
+    bit_depth: BitDepth | None = None
+    plan_json: str | None = None
+    """A saved plan (``MasteringPlan.to_json()``), applied instead of planning."""
+    references: tuple[str, ...] = ()
+    priority: int = 0
+
+    def settings(self) -> MasterSettings:
+        """The :class:`MasterSettings` this spec asks for."""
+        return MasterSettings(
+            target=resolve_target(self.target, lufs=self.lufs, ceiling_dbtp=self.ceiling_dbtp),
+            bit_depth=self.bit_depth,
+            references=self.references,
+            plan=None
+            if self.plan_json is None
+            else MasteringPlan.from_dict(json.loads(self.plan_json)),
+        )
+
+    def cache_key(self) -> str:
+        """The input file's identity (path, size, mtime) and every setting, hashed."""
+        info = os.stat(self.input_path)
+        fields = dataclasses.asdict(self)
+        fields.pop("output_path")
+        fields.pop("priority")
+        fields["input"] = [os.path.abspath(self.input_path), info.st_size, info.st_mtime_ns]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """A change in a job: its state, and within a running job the stage and progress."""
+
+    job_id: str
+    state: JobState
+    stage: str | None = None
+    fraction: float = 0.0
+    eta_s: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """Where a job stands (a snapshot; the engine keeps the live one)."""
+
+    job_id: str
+    spec: JobSpec
+    state: JobState
+    stage: str | None = None
+    fraction: float = 0.0
+    eta_s: float | None = None
+    error: str | None = None
+    report: dict[str, Any] | None = None
+    cached: bool = False
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass
+class _Job:
+    status: JobStatus
+    cancel: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+def _fraction(event: ProgressEvent) -> float:
+    done = 0.0
+    for stage, weight in STAGE_WEIGHTS.items():
+        if stage == event.stage:
+            return min(1.0, done + weight * event.fraction)
+        done += weight
+    return min(1.0, done)
+
+
+class JobEngine:
+    """Run mastering jobs on ``workers`` threads under ``memory_budget_mib`` (see the module
+    docstring). Use as a context manager, or call :meth:`shutdown`."""
+
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        memory_budget_mib: int = 2048,
+        queue_size: int = 10_000,
+        on_event: Callable[[JobEvent], None] | None = None,
+    ) -> None:
+        if workers < 1 or memory_budget_mib < 1:
+            raise ParameterError("workers and memory_budget_mib must be >= 1")
+        self._queue: PriorityJobQueue[str] = PriorityJobQueue(max_size=queue_size)
+        self.memory = MemoryBudget(budget_bytes=memory_budget_mib * 2**20)
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._jobs: dict[str, _Job] = {}
+        self._results: dict[str, JobStatus] = {}
+        self._threads = [
+            threading.Thread(target=self._work, name=f"tonearm-job-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # --- the public API -------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec) -> str:
+        """Queue a job; its id. A full queue raises ``QueueFull`` at once."""
+        job_id = uuid.uuid4().hex[:12]
+        job = _Job(JobStatus(job_id, spec, JobState.QUEUED, submitted_at=time.time()))
+        with self._lock:
+            self._jobs[job_id] = job
+        self._queue.put(job_id, priority=spec.priority)
+        self._emit(JobEvent(job_id, JobState.QUEUED))
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise ParameterError(f"no job {job_id}")
+        return job.status
+
+    def jobs(self) -> list[JobStatus]:
+        """Every job this engine has seen, in submission order."""
+        with self._lock:
+            return [job.status for job in self._jobs.values()]
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; False when it had already finished."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise ParameterError(f"no job {job_id}")
+        if job.status.state.finished:
+            return False
+        job.cancel.set()
+        if self._queue.remove(lambda queued: queued == job_id):
+            self._finish(job, JobState.CANCELLED, error="cancelled before it started")
+        return True
+
+    def wait(self, job_id: str, *, timeout_s: float) -> JobStatus:
+        """Wait up to ``timeout_s`` for a job to finish; its status (``TimeoutError`` if not)."""
+        with self._lock:
+            job = self._jobs[job_id]
+        if not job.finished.wait(timeout_s):
+            raise TimeoutError(f"job {job_id} still {job.status.state} after {timeout_s:g} s")
+        return job.status
+
+    def wait_all(self, *, timeout_s: float) -> list[JobStatus]:
+        deadline = time.monotonic() + timeout_s
+        for status in self.jobs():
+            self.wait(status.job_id, timeout_s=max(0.0, deadline - time.monotonic()))
+        return self.jobs()
+
+    def shutdown(self, *, cancel: bool = False, timeout_s: float = 60.0) -> None:
+        """Stop taking jobs; let the queue drain (or cancel everything) and join the workers."""
+        if cancel:
+            for status in self.jobs():
+                if not status.state.finished:
+                    self.cancel(status.job_id)
+        self._queue.close()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> JobEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown(cancel=exc[0] is not None)
+
+    # --- the workers ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job_id = self._queue.get(timeout_s=POLL_S)
+            except QueueEmpty:
+                continue
+            except QueueClosed:
+                return
+            with self._lock:
+                job = self._jobs[job_id]
+            if job.cancel.is_set():
+                self._finish(job, JobState.CANCELLED, error="cancelled before it started")
+                continue
+            self._run(job)
+
+    def _run(self, job: _Job) -> None:
+        spec = job.status.spec
+        try:
+            key = spec.cache_key()
+            if self._serve_cached(job, key):
+                return
+            info = probe(spec.input_path)
+            need = estimate_job_bytes(
+                frames=info.frames, channels=info.channels, sample_rate=info.sample_rate
+            )
+            with self.memory.acquire(need, timeout_s=ADMISSION_WAIT_S, cancel=job.cancel):
+                started = time.time()
+                self._update(job, state=JobState.RUNNING, started_at=started, stage="analyse")
+
+                def progress(event: ProgressEvent) -> None:
+                    fraction = _fraction(event)
+                    elapsed = time.time() - started
+                    eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
+                    self._update(job, stage=event.stage, fraction=fraction, eta_s=eta)
+
+                report = master_file(
+                    spec.input_path,
+                    spec.output_path,
+                    settings=spec.settings(),
+                    on_progress=progress,
+                    cancel=job.cancel,
+                )
+            summary = report.to_dict()
+            self._finish(job, JobState.DONE, report=summary)
+            with self._lock:
+                self._results[key] = self._jobs[job.status.job_id].status
+        except Cancelled:
+            self._finish(job, JobState.CANCELLED, error="cancelled")
+        except TonearmError as exc:
+            self._finish(job, JobState.FAILED, error=str(exc))
+        except OSError as exc:
+            self._finish(job, JobState.FAILED, error=f"{spec.input_path}: {exc.strerror or exc}")
+        except Exception as exc:  # a bug in one job must not take the worker down
+            self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+
+    def _serve_cached(self, job: _Job, key: str) -> bool:
+        with self._lock:
+            earlier = self._results.get(key)
+        if earlier is None or earlier.report is None:
+            return False
+        source = Path(earlier.spec.output_path)
+        target = Path(job.status.spec.output_path)
+        if not source.is_file():
+            return False
+        if source.resolve() != target.resolve():
+            staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tonearm-copy")
+            try:
+                shutil.copyfile(source, staging)
+                os.replace(staging, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    staging.unlink()
+        report = {**earlier.report, "output_path": str(target)}
+        self._finish(job, JobState.DONE, report=report, cached=True)
+        return True
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _update(self, job: _Job, **changes: Any) -> None:
+        with self._lock:
+            job.status = dataclasses.replace(job.status, **changes)
+            status = job.status
+        self._emit(
+            JobEvent(status.job_id, status.state, status.stage, status.fraction, status.eta_s)
+        )
+
+    def _finish(self, job: _Job, state: JobState, **changes: Any) -> None:
+        with self._lock:
+            if job.status.state.finished:
+                return
+            fraction = 1.0 if state is JobState.DONE else job.status.fraction
+            job.status = dataclasses.replace(
+                job.status,
+                state=state,
+                fraction=fraction,
+                eta_s=None,
+                finished_at=time.time(),
+                **changes,
+            )
+            status = job.status
+        job.finished.set()
+        self._emit(
+            JobEvent(status.job_id, state, status.stage, status.fraction, None, status.error)
+        )
+
+    def _emit(self, event: JobEvent) -> None:
+        if self._on_event is not None:
+            with contextlib.suppress(Exception):  # a listener's bug must not stop a job
+                self._on_event(event)
