@@ -1,5 +1,6 @@
 """Command line: the composition root (``tonearm master``, ``analyze``; ``scan`` lives in
-:mod:`tonearm.cli_library`, the shared parts in :mod:`tonearm.cli_common`).
+:mod:`tonearm.cli_library`, ``batch`` in :mod:`tonearm.cli_batch`, the shared parts in
+:mod:`tonearm.cli_common`).
 
 Exit codes: 0 success, 2 bad input or bad usage (one line on stderr, no traceback, no output
 file left), 1 internal error (set ``TONEARM_DEBUG=1`` for the traceback), 130 interrupted.
@@ -23,6 +24,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from tonearm import __version__
+from tonearm import cli_batch as cli_batch  # registers "batch" on the shared app
 from tonearm import cli_library as cli_library  # registers "scan" on the shared app
 from tonearm.cli_common import UsageError, app, exit_codes, progress_bars, stderr, stdout
 from tonearm.errors import UserInputError
