@@ -32,9 +32,10 @@ DEFAULT_WORKERS = 2
 
 
 class ExecutorName(StrEnum):
-    """Where jobs run (processes and dask.distributed come with the rest of issue 6)."""
+    """Where jobs run (dask.distributed comes with the rest of issue 6)."""
 
     thread = "thread"
+    process = "process"
 
 
 def output_path_in(folder: Path, source: Path) -> Path:
@@ -144,7 +145,12 @@ def batch(
         with progress_bars(quiet) as progress:
             names: dict[str, str] = {}
             bars = _Bars(progress, names, len(specs))
-            engine = JobEngine(workers=workers, memory_budget_mib=memory_mib, on_event=bars)
+            engine = JobEngine(
+                workers=workers,
+                memory_budget_mib=memory_mib,
+                on_event=bars,
+                executor=executor.value,
+            )
             try:
                 for spec in specs:
                     names[engine.submit(spec)] = Path(spec.input_path).name

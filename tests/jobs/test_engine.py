@@ -154,3 +154,41 @@ def test_memory_stays_under_the_budget(tmp_path: Path) -> None:
 def test_bad_engine_parameters(workers: int) -> None:
     with pytest.raises(ParameterError, match="must be >= 1"):
         JobEngine(workers=workers)
+
+
+def test_the_process_executor_gives_the_same_masters_and_can_cancel(tmp_path: Path) -> None:
+    inputs = [_mix(tmp_path / "in", f"{i}.wav", 3.0, seed=i) for i in range(3)]
+    long = _mix(tmp_path / "in", "long.wav", 90.0, seed=7)
+    (tmp_path / "seq").mkdir()
+    (tmp_path / "proc").mkdir()
+    for path in inputs:
+        master_file(path, tmp_path / "seq" / path.name)
+    events: list[JobEvent] = []
+    rendering = threading.Event()
+
+    def on_event(event: JobEvent) -> None:
+        events.append(event)
+        if event.stage == "render" and event.fraction > 0.4:
+            rendering.set()
+
+    with JobEngine(workers=2, executor="process", on_event=on_event) as engine:
+        ids = [engine.submit(JobSpec(str(p), str(tmp_path / "proc" / p.name))) for p in inputs]
+        done = [engine.wait(i, timeout_s=120) for i in ids]
+        slow = engine.submit(JobSpec(str(long), str(tmp_path / "proc" / "long.wav")))
+        assert rendering.wait(timeout=120)
+        asked = time.monotonic()
+        engine.cancel(slow)
+        cancelled = engine.wait(slow, timeout_s=60)
+        stopped_s = time.monotonic() - asked
+    assert [s.state for s in done] == [JobState.DONE] * 3
+    for path in inputs:
+        assert _digest(tmp_path / "proc" / path.name) == _digest(tmp_path / "seq" / path.name)
+    assert {e.stage for e in events if e.job_id == ids[0]} >= {"analyse", "render", "verify"}
+    assert cancelled.state is JobState.CANCELLED
+    assert stopped_s < 0.5  # the flag crosses a process boundary, then one block
+    assert sorted(p.name for p in (tmp_path / "proc").iterdir()) == sorted(p.name for p in inputs)
+
+
+def test_an_unknown_executor_is_refused() -> None:
+    with pytest.raises(ParameterError, match="executor must be"):
+        JobEngine(executor="cluster")

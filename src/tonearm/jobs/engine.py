@@ -17,7 +17,9 @@ take the total over the budget waits), and run :func:`tonearm.mastering.render.m
   the new output path, or reused when it is the same path and unchanged.
 
 This module runs jobs on threads (the DSP releases the GIL); process and dask executors build on
-the same specs. Every wait has a timeout.
+the same specs. A job pipelines its own stages over two cores (``MasterSettings.pipeline``) only
+while there are fewer workers than cores: with a worker per core, one thread per job does the
+most work per second. Every wait has a timeout.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from tonearm.audio_io import probe
 from tonearm.errors import Cancelled, ParameterError, TonearmError
 from tonearm.jobs.admission import MemoryBudget, estimate_job_bytes
+from tonearm.jobs.process import ProcessRunner
 from tonearm.jobs.queue import PriorityJobQueue, QueueClosed, QueueEmpty
 from tonearm.mastering.plan import MasteringPlan
 from tonearm.mastering.render import MasterSettings, master_file
@@ -87,9 +90,10 @@ class JobSpec:
     references: tuple[str, ...] = ()
     priority: int = 0
 
-    def settings(self) -> MasterSettings:
-        """The :class:`MasterSettings` this spec asks for."""
+    def settings(self, *, pipeline: bool = True) -> MasterSettings:
+        """The :class:`MasterSettings` this spec asks for (``pipeline``: see there)."""
         return MasterSettings(
+            pipeline=pipeline,
             target=resolve_target(self.target, lufs=self.lufs, ceiling_dbtp=self.ceiling_dbtp),
             bit_depth=self.bit_depth,
             references=self.references,
@@ -143,6 +147,8 @@ class _Job:
     status: JobStatus
     cancel: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
+    remote_cancel: Any = None
+    """The cancel flag a worker process sees (process executor only)."""
 
 
 def _fraction(event: ProgressEvent) -> float:
@@ -165,15 +171,29 @@ class JobEngine:
         memory_budget_mib: int = 2048,
         queue_size: int = 10_000,
         on_event: Callable[[JobEvent], None] | None = None,
+        pipeline: bool | None = None,
+        executor: str = "thread",
     ) -> None:
         if workers < 1 or memory_budget_mib < 1:
             raise ParameterError("workers and memory_budget_mib must be >= 1")
+        if executor not in ("thread", "process"):
+            raise ParameterError(f"executor must be 'thread' or 'process', got '{executor}'")
+        self.executor = executor
+        cores = len(os.sched_getaffinity(0))
+        # each job pipelines its own stages only while the workers leave cores idle
+        self.pipeline = workers < cores if pipeline is None else pipeline
         self._queue: PriorityJobQueue[str] = PriorityJobQueue(max_size=queue_size)
         self.memory = MemoryBudget(budget_bytes=memory_budget_mib * 2**20)
         self._on_event = on_event
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._results: dict[str, JobStatus] = {}
+        self._started: dict[str, float] = {}
+        self._processes = (
+            ProcessRunner(workers=workers, on_progress=self._remote_progress)
+            if executor == "process"
+            else None
+        )
         self._threads = [
             threading.Thread(target=self._work, name=f"tonearm-job-{i}", daemon=True)
             for i in range(workers)
@@ -214,6 +234,8 @@ class JobEngine:
         if job.status.state.finished:
             return False
         job.cancel.set()
+        if job.remote_cancel is not None:
+            job.remote_cancel.set()
         if self._queue.remove(lambda queued: queued == job_id):
             self._finish(job, JobState.CANCELLED, error="cancelled before it started")
         return True
@@ -242,6 +264,9 @@ class JobEngine:
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._processes is not None:
+            self._processes.shutdown()
+            self._processes = None
 
     def __enter__(self) -> JobEngine:
         return self
@@ -281,19 +306,18 @@ class JobEngine:
                 self._update(job, state=JobState.RUNNING, started_at=started, stage="analyse")
 
                 def progress(event: ProgressEvent) -> None:
-                    fraction = _fraction(event)
-                    elapsed = time.time() - started
-                    eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
-                    self._update(job, stage=event.stage, fraction=fraction, eta_s=eta)
+                    self._progress(job, started, event)
 
-                report = master_file(
-                    spec.input_path,
-                    spec.output_path,
-                    settings=spec.settings(),
-                    on_progress=progress,
-                    cancel=job.cancel,
-                )
-            summary = report.to_dict()
+                if self._processes is None:
+                    summary = master_file(
+                        spec.input_path,
+                        spec.output_path,
+                        settings=spec.settings(pipeline=self.pipeline),
+                        on_progress=progress,
+                        cancel=job.cancel,
+                    ).to_dict()
+                else:
+                    summary = self._run_in_process(job, started)
             self._finish(job, JobState.DONE, report=summary)
             with self._lock:
                 self._results[key] = self._jobs[job.status.job_id].status
@@ -305,6 +329,39 @@ class JobEngine:
             self._finish(job, JobState.FAILED, error=f"{spec.input_path}: {exc.strerror or exc}")
         except Exception as exc:  # a bug in one job must not take the worker down
             self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+
+    def _run_in_process(self, job: _Job, started: float) -> dict[str, Any]:
+        assert self._processes is not None
+        job.remote_cancel = self._processes.new_cancel_flag()
+        if job.cancel.is_set():
+            job.remote_cancel.set()
+        with self._lock:
+            self._started[job.status.job_id] = started
+        future = self._processes.submit(
+            job.status.spec,
+            pipeline=self.pipeline,
+            job_id=job.status.job_id,
+            cancel=job.remote_cancel,
+        )
+        report: dict[str, Any] = future.result(timeout=ADMISSION_WAIT_S)
+        return report
+
+    def _remote_progress(self, job_id: str, stage: str, done: int, total: int) -> None:
+        """Progress from a worker process (the drain thread calls this)."""
+        from tonearm.events import ProgressEvent
+
+        with self._lock:
+            job = self._jobs.get(job_id)
+            started = self._started.get(job_id)
+        if job is None or started is None or job.status.state is not JobState.RUNNING:
+            return
+        self._progress(job, started, ProgressEvent(stage, done, total))  # type: ignore[arg-type]
+
+    def _progress(self, job: _Job, started: float, event: ProgressEvent) -> None:
+        fraction = max(job.status.fraction, _fraction(event))  # events may arrive late
+        elapsed = time.time() - started
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
+        self._update(job, stage=event.stage, fraction=fraction, eta_s=eta)
 
     def _serve_cached(self, job: _Job, key: str) -> bool:
         with self._lock:

@@ -93,6 +93,10 @@ class MasterSettings:
     output_spectrum: bool = False
     """Also measure the output's spectrum in the verify pass (for a plot); implied by
     references."""
+    pipeline: bool = True
+    """Run the chain's stages and the encoder on their own threads (a master uses about two
+    cores). A batch that already runs one job per core turns it off: threads per job then only
+    cost hand-offs."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -195,8 +199,12 @@ def _render_pass(
         forbid_same_as=input_path,
         on_written=None if meters is None else written.append,
     ) as writer:
-        rendered = render_blocks(chain, blocks, channels=info.channels, threaded=True)
-        encoded = threaded_map(encode, rendered, name="tonearm-encode")
+        rendered = render_blocks(chain, blocks, channels=info.channels, threaded=settings.pipeline)
+        encoded = (
+            threaded_map(encode, rendered, name="tonearm-encode")
+            if settings.pipeline
+            else (encode(block) for block in rendered)
+        )
         try:
             for frames, stored in encoded:
                 if meters is not None:
