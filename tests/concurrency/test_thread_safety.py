@@ -9,7 +9,8 @@ bounded; each test has an explicit timeout.
 
 The shared-resource tests run the music library (``tonearm.library``) on both database backends
 instead: they compare what every thread saw, and the final state, with what the operations
-imply. Sections follow the concurrency test plan; the thread-pool-management tests join later.
+imply. Sections follow the concurrency test plan; the thread-pool-management tests (plan
+21-25) run the job engine's worker threads (``tonearm.jobs.engine``) on short synthetic files.
 """
 
 from __future__ import annotations
@@ -53,11 +54,14 @@ from tests.concurrency.helpers import (
     variants,
 )
 from tests.library.rows import add_tracks
+from tests.mastering import synth
 from tonearm.dsp.dynamics import Compressor, GainReductionStats, TruePeakLimiter
 from tonearm.dsp.eq import FirConvolver, design_linear_phase_fir
 from tonearm.dsp.filters import k_weighting_sos
 from tonearm.dsp.spectrum import MidSideSpectrum, hann_window, spectrum_of
 from tonearm.dsp.true_peak import interpolation_phase_matrix, true_peak_dbtp
+from tonearm.jobs.engine import JobEngine, JobEvent, JobSpec, JobState, JobStatus
+from tonearm.jobs.queue import QueueFull
 from tonearm.library.db import Database, PoolSettings
 from tonearm.library.manager import LibraryManager
 from tonearm.library.models import Favourite, PlayCount, PlaylistEntry, Setting, Track
@@ -1457,3 +1461,303 @@ def test_shared_state_corruption(library: LibraryManager) -> None:
     assert {t: (page[t].play_count, page[t].favourite) for t in ids} == {
         t: (plays_done[t], favourites[t]) for t in ids
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Thread pool management: the job engine's workers (plan tests 21-25)
+# ---------------------------------------------------------------------------------------------
+
+JOB_RATE = 44100
+JOB_TIMEOUT_S = 120.0
+"""Bound on every wait for engine jobs (they normally finish in a fraction of a second)."""
+ENGINE_THREAD_PREFIXES = ("tonearm-job-", "tonearm-render", "tonearm-encode", "tonearm-reference")
+
+
+def _job_inputs(folder: Path, count: int, seconds: float, *, channels: int = 1) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        synth.write(
+            folder / f"in{i:03d}.wav",
+            synth.noise(JOB_RATE, seconds, channels=channels, level_db=-20.0 - i % 5, seed=i),
+            JOB_RATE,
+        )
+        for i in range(count)
+    ]
+
+
+def _job_frames(path: Path) -> tuple[int, int]:
+    info = sf.info(str(path))
+    return int(info.frames), int(info.channels)
+
+
+def _engine_threads() -> set[threading.Thread]:
+    return {
+        t
+        for t in threading.enumerate()
+        if t.is_alive() and t.name.startswith(ENGINE_THREAD_PREFIXES)
+    }
+
+
+def _engine_threads_gone(baseline: set[threading.Thread], *, timeout_s: float) -> set[str]:
+    """Wait up to ``timeout_s`` for every engine thread not in ``baseline`` to end; the names
+    of those still alive then."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = _engine_threads() - baseline
+        if not left or time.monotonic() > deadline:
+            return {t.name for t in left}
+        time.sleep(0.02)
+
+
+class _RunningCounter:
+    """Counts the jobs running at once, from the engine's events (RUNNING .. finished)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: set[str] = set()
+        self.most = 0
+        self.started: list[str] = []
+
+    def __call__(self, event: JobEvent) -> None:
+        with self.lock:
+            if event.state is JobState.RUNNING and event.job_id not in self.running:
+                if event.job_id not in self.started:
+                    self.started.append(event.job_id)
+                self.running.add(event.job_id)
+                self.most = max(self.most, len(self.running))
+            elif event.state.finished:
+                self.running.discard(event.job_id)
+
+
+@pytest.mark.concurrency
+@pytest.mark.thread_safety
+@pytest.mark.timeout(180)
+def test_thread_pool_saturation(tmp_path: Path) -> None:
+    inputs = _job_inputs(tmp_path / "in", 40, 0.5)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    counter = _RunningCounter()
+    gate = threading.Event()
+    both_running = threading.Event()
+
+    def on_event(event: JobEvent) -> None:
+        counter(event)
+        if event.state is JobState.RUNNING and event.stage == "analyse" and event.fraction == 0:
+            with counter.lock:
+                held = len(counter.started) <= 2
+                if len(counter.started) == 2:
+                    both_running.set()
+            if held:
+                gate.wait(timeout=60)  # hold both workers on their first job
+
+    ids: list[str] = []
+    with JobEngine(workers=2, queue_size=5, on_event=on_event) as engine:
+        spec = [JobSpec(str(p), str(out_dir / p.name)) for p in inputs]
+        ids += [engine.submit(spec[0]), engine.submit(spec[1])]
+        assert both_running.wait(timeout=60)
+        ids += [engine.submit(s) for s in spec[2:7]]  # fills the queue
+        asked = time.monotonic()
+        with pytest.raises(QueueFull):
+            engine.submit(spec[7])
+        assert time.monotonic() - asked < 5.0  # at once: no waiting for room
+        gate.set()
+        # Then keep it saturated: submit the rest as fast as the queue takes them.
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        refusals = 0
+        for s in spec[7:]:
+            while True:
+                try:
+                    ids.append(engine.submit(s))
+                    break
+                except QueueFull:
+                    refusals += 1
+                    assert time.monotonic() < deadline, "the queue never drained"
+                    time.sleep(0.005)
+        # Wait for the accepted jobs only (not wait_all: see the last assertion).
+        statuses = {job_id: engine.wait(job_id, timeout_s=JOB_TIMEOUT_S) for job_id in ids}
+        ghosts = [s for s in engine.jobs() if s.job_id not in statuses]
+        print(f"{refusals} QueueFull refusals while saturated")
+    assert len(ids) == len(inputs)
+    assert all(s.state is JobState.DONE for s in statuses.values())
+    assert counter.most == 2  # both workers busy at once, never more
+    for path in inputs:
+        assert _job_frames(out_dir / path.name) == (JOB_RATE // 2, 1)
+    # A refused submit must leave no job behind: a record stuck in QUEUED (never in the queue)
+    # would make wait_all() time out and jobs() report work that will never run.
+    assert [(s.spec.input_path, s.state) for s in ghosts] == []
+
+
+@pytest.mark.concurrency
+@pytest.mark.thread_safety
+@pytest.mark.timeout(180)
+def test_thread_pool_cleanup(tmp_path: Path) -> None:
+    inputs = _job_inputs(tmp_path / "in", 3, 1.0, channels=2)
+    baseline = _engine_threads()
+    for round_ in range(6):
+        engine = JobEngine(workers=3)
+        mine = _engine_threads() - baseline
+        assert sorted(t.name for t in mine) == [f"tonearm-job-{i}" for i in range(3)]
+        ids = [
+            engine.submit(JobSpec(str(p), str(tmp_path / f"out-{round_}-{p.name}"))) for p in inputs
+        ]
+        engine.wait_all(timeout_s=JOB_TIMEOUT_S)
+        assert all(engine.status(i).state is JobState.DONE for i in ids)
+        engine.shutdown(timeout_s=30)
+        assert not any(t.is_alive() for t in mine)  # shutdown joined its workers
+        assert _engine_threads_gone(baseline, timeout_s=10) == set()
+    # An engine that never ran a job, and one used as a context manager, clean up too.
+    JobEngine(workers=4).shutdown(timeout_s=30)
+    with JobEngine(workers=2) as engine:
+        engine.wait(engine.submit(JobSpec(str(inputs[0]), str(tmp_path / "cm.wav"))), timeout_s=60)
+    assert _engine_threads_gone(baseline, timeout_s=10) == set()
+
+
+@pytest.mark.concurrency
+@pytest.mark.thread_safety
+@pytest.mark.timeout(180)
+def test_thread_pool_exception_handling(tmp_path: Path) -> None:
+    good = _job_inputs(tmp_path / "in", 4, 0.5)
+    not_audio = tmp_path / "in" / "notes.wav"
+    not_audio.write_text("these are not samples\n")
+    missing = tmp_path / "in" / "missing.wav"
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    seen: list[tuple[str, JobEvent]] = []
+
+    def on_event(event: JobEvent) -> None:
+        seen.append((threading.current_thread().name, event))
+        raise RuntimeError("a listener with a bug")
+
+    with JobEngine(workers=1, on_event=on_event) as engine:
+        bad = {
+            "not audio": engine.submit(JobSpec(str(not_audio), str(out_dir / "notes.wav"))),
+            "no folder": engine.submit(
+                JobSpec(str(good[0]), str(tmp_path / "nowhere" / "out.wav"))
+            ),
+            "no input": engine.submit(JobSpec(str(missing), str(out_dir / "missing.wav"))),
+        }
+        fine = [engine.submit(JobSpec(str(p), str(out_dir / p.name))) for p in good]
+        engine.wait_all(timeout_s=JOB_TIMEOUT_S)
+        failures = {name: engine.status(job_id) for name, job_id in bad.items()}
+        results = [engine.status(job_id) for job_id in fine]
+        assert engine.cancel(fine[0]) is False  # the engine still answers
+    for name, status in failures.items():
+        assert status.state is JobState.FAILED, name
+        assert status.error, name
+        assert "\n" not in status.error
+        assert "internal error" not in status.error, status.error
+    assert "notes.wav" in (failures["not audio"].error or "")
+    assert "nowhere" in (failures["no folder"].error or "")
+    assert "missing.wav" in (failures["no input"].error or "")
+    assert [s.state for s in results] == [JobState.DONE] * len(good)
+    for path in good:
+        assert _job_frames(out_dir / path.name) == (JOB_RATE // 2, 1)
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(p.name for p in good)
+    assert not (tmp_path / "nowhere").exists()
+    # The one worker survived every failure (and every listener error) and ran the rest.
+    workers = {name for name, e in seen if e.state is not JobState.QUEUED}
+    assert workers == {"tonearm-job-0"}
+    finished = [e.job_id for _, e in seen if e.state.finished]
+    assert finished == [*bad.values(), *fine]  # every job reported its end, in order
+
+
+@pytest.mark.concurrency
+@pytest.mark.thread_safety
+@pytest.mark.timeout(180)
+def test_thread_local_storage(tmp_path: Path) -> None:
+    inputs = _job_inputs(tmp_path / "in", 12, 1.0, channels=2)
+    local = threading.local()
+    registry_lock = threading.Lock()
+    per_thread: dict[str, list[str]] = {}  # each worker's own list, made in that thread
+    emitters: dict[str, set[str]] = {}
+    second_started = threading.Event()
+
+    def on_event(event: JobEvent) -> None:
+        name = threading.current_thread().name
+        with registry_lock:
+            emitters.setdefault(event.job_id, set()).add(name)
+        if event.state is not JobState.RUNNING or not name.startswith("tonearm-job-"):
+            return
+        if not hasattr(local, "jobs"):
+            local.jobs = []
+            local.count = 0
+            with registry_lock:
+                assert name not in per_thread, "a thread's local state was lost"
+                per_thread[name] = local.jobs
+        if event.job_id in local.jobs:
+            return
+        local.jobs.append(event.job_id)
+        local.count += 1
+        assert local.count == len(local.jobs)
+        if local.count == 1:
+            with registry_lock:
+                first_jobs = len(per_thread)
+            if first_jobs == 2:
+                second_started.set()
+            else:
+                second_started.wait(timeout=30)  # make sure the second worker gets a job too
+
+    with JobEngine(workers=2, on_event=on_event) as engine:
+        ids = [engine.submit(JobSpec(str(p), str(tmp_path / f"out-{p.name}"))) for p in inputs]
+        engine.wait_all(timeout_s=JOB_TIMEOUT_S)
+        assert all(engine.status(job_id).state is JobState.DONE for job_id in ids)
+    assert second_started.is_set()
+    assert sorted(per_thread) == ["tonearm-job-0", "tonearm-job-1"]
+    counted = [job for jobs in per_thread.values() for job in jobs]
+    assert len(counted) == len(ids)  # the per-thread counts add up to the job count
+    assert sorted(counted) == sorted(ids)  # and no job was seen by two threads
+    for job_id in ids:
+        workers = emitters[job_id] - {"MainThread"}  # QUEUED comes from the submitter
+        assert len(workers) == 1, f"job {job_id} had events from {workers}"
+        owner = next(iter(workers))
+        assert job_id in per_thread[owner]
+
+
+@pytest.mark.concurrency
+@pytest.mark.thread_safety
+@pytest.mark.timeout(240)
+def test_thread_pool_graceful_shutdown(tmp_path: Path) -> None:
+    # Without cancel: everything queued and running still finishes.
+    inputs = _job_inputs(tmp_path / "in", 10, 0.5)
+    drained = tmp_path / "drained"
+    drained.mkdir()
+    baseline = _engine_threads()
+    engine = JobEngine(workers=2)
+    ids = [engine.submit(JobSpec(str(p), str(drained / p.name))) for p in inputs]
+    engine.shutdown(timeout_s=JOB_TIMEOUT_S)
+    statuses = [engine.status(job_id) for job_id in ids]
+    assert [s.state for s in statuses] == [JobState.DONE] * len(inputs)
+    for path in inputs:
+        assert _job_frames(drained / path.name) == (JOB_RATE // 2, 1)
+    assert _engine_threads_gone(baseline, timeout_s=10) == set()
+
+    # With cancel, under load: returns within a bound; each job done (complete) or cancelled.
+    heavy = _job_inputs(tmp_path / "heavy", 12, 10.0, channels=2)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    rendering = threading.Event()
+
+    def on_event(event: JobEvent) -> None:
+        if event.stage == "render":
+            rendering.set()
+
+    engine = JobEngine(workers=2, on_event=on_event)
+    ids = [engine.submit(JobSpec(str(p), str(out_dir / p.name))) for p in heavy]
+    assert rendering.wait(timeout=60)
+    asked = time.monotonic()
+    engine.shutdown(cancel=True, timeout_s=60)
+    took = time.monotonic() - asked
+    print(f"shutdown(cancel=True) under load took {took:.2f} s")
+    assert took < 30  # normally well under a second
+    final: dict[Path, JobStatus] = {p: engine.status(i) for p, i in zip(heavy, ids, strict=True)}
+    states = [s.state for s in final.values()]
+    assert set(states) <= {JobState.DONE, JobState.CANCELLED}, states
+    assert states.count(JobState.CANCELLED) >= len(heavy) - 4  # the queue was not drained
+    for path, status in final.items():
+        if status.state is JobState.DONE:
+            assert _job_frames(out_dir / path.name) == _job_frames(path)
+        else:
+            assert not (out_dir / path.name).exists()
+    leftovers = [p.name for p in out_dir.iterdir() if "tonearm" in p.name or p.name[0] == "."]
+    assert leftovers == []
+    assert _engine_threads_gone(baseline, timeout_s=10) == set()

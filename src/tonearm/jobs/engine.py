@@ -209,7 +209,12 @@ class JobEngine:
         job = _Job(JobStatus(job_id, spec, JobState.QUEUED, submitted_at=time.time()))
         with self._lock:
             self._jobs[job_id] = job
-        self._queue.put(job_id, priority=spec.priority)
+        try:
+            self._queue.put(job_id, priority=spec.priority)
+        except BaseException:  # refused (full or closed): no record of a job that never was
+            with self._lock:
+                del self._jobs[job_id]
+            raise
         self._emit(JobEvent(job_id, JobState.QUEUED))
         return job_id
 
