@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import threading
 import time
@@ -192,3 +193,41 @@ def test_the_process_executor_gives_the_same_masters_and_can_cancel(tmp_path: Pa
 def test_an_unknown_executor_is_refused() -> None:
     with pytest.raises(ParameterError, match="executor must be"):
         JobEngine(executor="cluster")
+
+
+def test_job_records_outlive_the_engine_and_a_crash_is_recorded(
+    tmp_path: Path, database_url: str
+) -> None:
+    from tonearm.library.job_store import INTERRUPTED, JobStore
+    from tonearm.library.manager import LibraryManager
+
+    good = _mix(tmp_path, "good.wav", 2.0)
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    with LibraryManager(database_url) as library:
+        store = JobStore(library.db)
+        with JobEngine(workers=1, store=store) as engine:
+            ok = engine.submit(JobSpec(str(good), str(tmp_path / "out.wav")))
+            failed = engine.submit(JobSpec(str(bad), str(tmp_path / "bad.out.wav")))
+            engine.wait_all(timeout_s=60)
+        # a process that died mid-job left this behind
+        store.add("deadbeef", {"input_path": "/x.wav"}, submitted_at=_utc_now())
+        store.set_state("deadbeef", "running")
+    with LibraryManager(database_url) as library:
+        store = JobStore(library.db)
+        JobEngine(workers=1, store=store).shutdown()  # starting an engine recovers
+        done, broken, dead = store.get(ok), store.get(failed), store.get("deadbeef")
+        assert done is not None
+        assert broken is not None
+        assert dead is not None
+        assert (done.state, done.spec["input_path"]) == ("done", str(good))
+        assert done.report is not None
+        assert done.report["output"]["integrated_lufs"] == pytest.approx(-14.0, abs=0.5)
+        assert broken.state == "failed"
+        assert "bad.wav" in (broken.error or "")
+        assert (dead.state, dead.error) == ("failed", INTERRUPTED)
+        assert [job.id for job in store.recent()][:3] == ["deadbeef", failed, ok]
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)

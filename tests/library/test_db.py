@@ -20,6 +20,7 @@ TABLES = {
     "favourites",
     "fingerprints",
     "genres",
+    "jobs",
     "play_counts",
     "playlist_entries",
     "playlists",
@@ -48,7 +49,7 @@ def test_upgrade_head_builds_the_schema_the_models_describe(database_url: str) -
             )
             differences = compare_metadata(context, Base.metadata)
             assert differences == []
-            assert context.get_current_revision() == "0003"
+            assert context.get_current_revision() == "0004"
 
 
 def test_search_has_its_substring_index(database_url: str) -> None:

@@ -12,6 +12,9 @@ take the total over the budget waits), and run :func:`tonearm.mastering.render.m
   and renames it only when verified).
 * **Failures** are isolated: a job that raises is recorded as failed with its one-line error,
   and the worker goes on with the next job.
+* **Records**: with a ``store`` (the library's :class:`~tonearm.library.job_store.JobStore`)
+  every job and each state change is written to the library database; starting an engine marks
+  the jobs a dead process left queued or running as failed.
 * **Result cache**: a job whose input (path, size, modification time) and settings match a job
   that finished in this engine is served from it: the earlier output is copied (atomically) to
   the new output path, or reused when it is the same path and unchanged.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import os
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
 
     from tonearm.audio_io.encode import BitDepth
     from tonearm.events import ProgressEvent
+    from tonearm.library.job_store import JobStore
 
 __all__ = ["JobEngine", "JobEvent", "JobSpec", "JobState", "JobStatus"]
 
@@ -151,6 +156,10 @@ class _Job:
     """The cancel flag a worker process sees (process executor only)."""
 
 
+def _utc(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC)
+
+
 def _fraction(event: ProgressEvent) -> float:
     done = 0.0
     for stage, weight in STAGE_WEIGHTS.items():
@@ -173,12 +182,16 @@ class JobEngine:
         on_event: Callable[[JobEvent], None] | None = None,
         pipeline: bool | None = None,
         executor: str = "thread",
+        store: JobStore | None = None,
     ) -> None:
         if workers < 1 or memory_budget_mib < 1:
             raise ParameterError("workers and memory_budget_mib must be >= 1")
         if executor not in ("thread", "process"):
             raise ParameterError(f"executor must be 'thread' or 'process', got '{executor}'")
         self.executor = executor
+        self._store = store
+        if store is not None:
+            store.recover(now=_utc(time.time()))  # a previous process's unfinished jobs
         cores = len(os.sched_getaffinity(0))
         # each job pipelines its own stages only while the workers leave cores idle
         self.pipeline = workers < cores if pipeline is None else pipeline
@@ -209,11 +222,17 @@ class JobEngine:
         job = _Job(JobStatus(job_id, spec, JobState.QUEUED, submitted_at=time.time()))
         with self._lock:
             self._jobs[job_id] = job
+        if self._store is not None:
+            self._store.add(
+                job_id, dataclasses.asdict(spec), submitted_at=_utc(job.status.submitted_at)
+            )
         try:
             self._queue.put(job_id, priority=spec.priority)
         except BaseException:  # refused (full or closed): no record of a job that never was
             with self._lock:
                 del self._jobs[job_id]
+            if self._store is not None:
+                self._store.set_state(job_id, "failed", error="refused: the queue was full")
             raise
         self._emit(JobEvent(job_id, JobState.QUEUED))
         return job_id
@@ -309,6 +328,8 @@ class JobEngine:
             with self.memory.acquire(need, timeout_s=ADMISSION_WAIT_S, cancel=job.cancel):
                 started = time.time()
                 self._update(job, state=JobState.RUNNING, started_at=started, stage="analyse")
+                if self._store is not None:
+                    self._store.set_state(job.status.job_id, "running", started_at=_utc(started))
 
                 def progress(event: ProgressEvent) -> None:
                     self._progress(job, started, event)
@@ -413,6 +434,17 @@ class JobEngine:
                 **changes,
             )
             status = job.status
+        if self._store is not None:
+            with contextlib.suppress(TonearmError, OSError):  # the record is not the result
+                self._store.set_state(
+                    status.job_id,
+                    status.state.value,
+                    error=status.error,
+                    report=status.report,
+                    cached=status.cached,
+                    started_at=None if status.started_at is None else _utc(status.started_at),
+                    finished_at=_utc(status.finished_at or time.time()),
+                )
         job.finished.set()
         self._emit(
             JobEvent(status.job_id, state, status.stage, status.fraction, None, status.error)

@@ -41,6 +41,7 @@ __all__ = [
     "Favourite",
     "Fingerprint",
     "Genre",
+    "JobRow",
     "PlayCount",
     "Playlist",
     "PlaylistEntry",
@@ -271,3 +272,22 @@ class ScanRun(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
     error_log: Mapped[str | None] = mapped_column(Text)
     """JSON list of ``[path, message]`` for the files that could not be read (capped)."""
+
+
+class JobRow(Base):
+    """A mastering job as the job engine last recorded it (so a restart shows its history)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)
+    """JSON of the job's spec (input, output, target, priority ...)."""
+    state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[str | None] = mapped_column(Text)
+    """JSON of the master's report, when done."""
+    cached: Mapped[bool] = mapped_column(Boolean, default=False)
+    submitted_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utc_now)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
