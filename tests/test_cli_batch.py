@@ -63,3 +63,19 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path: Path) -> None:
     same = _run("batch", inputs[0], inputs[0], "-o", tmp_path)
     assert same.returncode == 2
     assert "same output file" in same.stderr
+
+
+def test_batch_records_its_jobs_in_the_library(tmp_path: Path) -> None:
+    from tonearm.library.job_store import JobStore
+    from tonearm.library.manager import LibraryManager
+
+    inputs = _inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    db = tmp_path / "lib.db"
+    result = _run("batch", *inputs, "-o", out, "--db", db, "--quiet")
+    assert result.returncode == 0, result.stderr
+    with LibraryManager(db) as library:
+        jobs = JobStore(library.db).recent()
+    assert sorted(Path(job.spec["input_path"]).name for job in jobs) == [p.name for p in inputs]
+    assert {job.state for job in jobs} == {"done"}

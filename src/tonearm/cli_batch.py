@@ -7,6 +7,7 @@ when every file was mastered, 2 when some could not be (each says why in the tab
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from enum import StrEnum
@@ -19,6 +20,8 @@ from rich.table import Table
 from tonearm.cli_common import app, exit_codes, progress_bars, stdout
 from tonearm.errors import UserInputError
 from tonearm.jobs.engine import JobEngine, JobEvent, JobSpec, JobState, JobStatus
+from tonearm.library.job_store import JobStore
+from tonearm.library.manager import LibraryManager
 from tonearm.mastering.render import LOSSLESS_SUFFIXES
 from tonearm.mastering.targets import PRESETS
 
@@ -126,6 +129,10 @@ def batch(
     memory_mib: Annotated[
         int, typer.Option("--memory-mib", help="Memory budget for running jobs, MiB.", min=64)
     ] = 2048,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Record the jobs in this library database (file or URL)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
 ) -> None:
     """Master IN... into a folder, several at once, with a summary table."""
@@ -142,7 +149,10 @@ def batch(
             for source, out in zip(inputs, outputs, strict=True)
         ]
         started = time.monotonic()
-        with progress_bars(quiet) as progress:
+        library = None if db is None else LibraryManager(db)
+        with contextlib.ExitStack() as stack, progress_bars(quiet) as progress:
+            if library is not None:
+                stack.callback(library.close)
             names: dict[str, str] = {}
             bars = _Bars(progress, names, len(specs))
             engine = JobEngine(
@@ -150,6 +160,7 @@ def batch(
                 memory_budget_mib=memory_mib,
                 on_event=bars,
                 executor=executor.value,
+                store=None if library is None else JobStore(library.db),
             )
             try:
                 for spec in specs:
