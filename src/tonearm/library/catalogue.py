@@ -18,7 +18,7 @@ from tonearm.library.models import (
     Genre,
     Track,
 )
-from tonearm.library.paging import ALBUM_ORDER, after_cursor, cursor_for
+from tonearm.library.paging import ALBUM_ORDER, after_cursor, cursor_for, like_contains
 from tonearm.library.records import (
     AlbumRecord,
     ArtistRecord,
@@ -26,7 +26,7 @@ from tonearm.library.records import (
     Page,
     search_text_of,
 )
-from tonearm.library.repositories import _check_page, _like, _Repository
+from tonearm.library.repositories import _check_page, _Repository
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -79,7 +79,7 @@ class ArtistRepository(_Repository):
             statement = select(Artist)
             counting = select(func.count(Artist.id))
             if query:
-                match = func.lower(Artist.name).like(_like(query), escape="\\")
+                match = func.lower(Artist.name).like(like_contains(query), escape="\\")
                 statement, counting = statement.where(match), counting.where(match)
             with self._db.read() as session:
                 total = int(session.execute(counting).scalar_one())
@@ -179,7 +179,7 @@ class AlbumRepository(_Repository):
             statement = self._select()
             counting = select(func.count(Album.id))
             if query:
-                match = func.lower(Album.title).like(_like(query), escape="\\")
+                match = func.lower(Album.title).like(like_contains(query), escape="\\")
                 statement, counting = statement.where(match), counting.where(match)
             if after is not None:
                 statement = statement.where(after_cursor(ALBUM_ORDER, after))

@@ -38,6 +38,7 @@ __all__ = [
     "after_cursor",
     "cursor_for",
     "few_matching_ids",
+    "like_contains",
     "search_condition",
 ]
 
@@ -108,11 +109,20 @@ def after_cursor(order: TrackOrder, cursor: str) -> ColumnElement[bool]:
     return key < bound if order.descending else key > bound
 
 
+def like_contains(query: str) -> str:
+    """A LIKE pattern (``ESCAPE '\\'``) for text containing ``query``, stripped and lower-cased,
+    with its own ``%``, ``_`` and ``\\`` taken literally."""
+    needle = query.strip().lower()
+    return "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _literal_like(query: str) -> str | None:
-    """``%query%`` when the query has no LIKE metacharacters, else None."""
-    if any(char in query for char in "%_\\"):
+    """``%query%`` (lower-cased) when it needs no escaping (so an index can serve it), else
+    None."""
+    needle = query.strip().lower()
+    if any(char in needle for char in "%_\\"):
         return None
-    return f"%{query}%"
+    return f"%{needle}%"
 
 
 def search_condition(dialect: str, query: str, *, many: bool = False) -> ColumnElement[bool]:
@@ -120,11 +130,9 @@ def search_condition(dialect: str, query: str, *, many: bool = False) -> ColumnE
 
     ``many``: on SQLite, test the column row by row instead; right when matches are so common
     that walking the sort-order index finds a page of them at once."""
-    needle = query.strip().lower()
-    pattern = _literal_like(needle)
+    pattern = _literal_like(query)
     if pattern is None:
-        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return Track.search_text.like(f"%{escaped}%", escape="\\")
+        return Track.search_text.like(like_contains(query), escape="\\")
     if dialect == "sqlite" and not many:
         matching: Select[Any] = (
             select(literal_column("rowid"))
@@ -138,14 +146,12 @@ def search_condition(dialect: str, query: str, *, many: bool = False) -> ColumnE
 def few_matching_ids(session: Session, query: str) -> list[int] | None:
     """On SQLite, the ids of the tracks matching ``query`` when there are at most
     ``FEW_MATCHES`` of them (one trigram-index lookup), else None."""
-    needle = query.strip().lower()
-    pattern = _literal_like(needle)
+    pattern = _literal_like(query)
     if pattern is None:  # LIKE metacharacters in the text: escape them, scan the column
-        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         statement = text(
             "SELECT id FROM tracks WHERE search_text LIKE :pattern ESCAPE '\\' LIMIT :n"
         )
-        pattern = f"%{escaped}%"
+        pattern = like_contains(query)
     else:
         statement = text("SELECT rowid FROM tracks_search WHERE search_text LIKE :pattern LIMIT :n")
     rows = session.execute(statement, {"pattern": pattern, "n": FEW_MATCHES + 1}).all()

@@ -66,11 +66,6 @@ def _check_page(offset: int, limit: int) -> None:
         raise ParameterError(f"offset must be >= 0 and limit 1..{MAX_PAGE}, got {offset}, {limit}")
 
 
-def _like(query: str) -> str:
-    escaped = query.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _upsert(session: Session, table: Any, values: dict[str, Any], *, key: str, set_: Any) -> None:
     """``INSERT ... ON CONFLICT (key) DO UPDATE SET ...`` on SQLite and PostgreSQL."""
     dialect = session.get_bind().dialect.name
