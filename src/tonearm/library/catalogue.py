@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import Select, func, or_, select
 
 from tonearm.errors import ParameterError
 from tonearm.library.models import (
@@ -24,35 +23,15 @@ from tonearm.library.records import (
     ArtistRecord,
     GenreRecord,
     Page,
-    search_text_of,
 )
-from tonearm.library.repositories import _check_page, _Repository
+from tonearm.library.repositories import _check_page, _Repository, refresh_search_text
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-__all__ = ["AlbumRepository", "ArtistRepository", "GenreRepository", "refresh_search_text"]
+__all__ = ["AlbumRepository", "ArtistRepository", "GenreRepository"]
 
 RENAME_TAGS = ("tracks", "track-pages", "albums", "artists", "genres")
-
-
-def refresh_search_text(session: Session, which: ColumnElement[bool]) -> int:
-    """Recompute ``tracks.search_text`` of the tracks matching ``which``; how many changed."""
-    album_artist = aliased(Artist)
-    rows = session.execute(
-        select(Track.id, Track.title, Artist.name, Album.title, album_artist.name, Genre.name)
-        .outerjoin(Artist, Track.artist_id == Artist.id)
-        .outerjoin(Album, Track.album_id == Album.id)
-        .outerjoin(album_artist, Album.artist_id == album_artist.id)
-        .outerjoin(Genre, Track.genre_id == Genre.id)
-        .where(which)
-    ).all()
-    if rows:
-        session.execute(
-            update(Track),
-            [{"id": row[0], "search_text": search_text_of(*row[1:])} for row in rows],
-        )
-    return len(rows)
 
 
 def _rename(session: Session, model: type[Artist | Genre], row_id: int, name: str) -> None:

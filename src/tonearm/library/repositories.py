@@ -47,6 +47,7 @@ from tonearm.library.records import (
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from sqlalchemy import ColumnElement
     from sqlalchemy.orm import Session
 
     from tonearm.library.cache import QueryCache
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_PAGE",
     "PAGE_TAGS",
     "TrackRepository",
+    "refresh_search_text",
 ]
 
 MAX_PAGE = 500
@@ -83,6 +85,25 @@ def _insert_or_ignore(session: Session, table: Any, values: dict[str, Any]) -> N
 
 PAGE_TAGS = ("tracks", "track-pages", "albums", "artists", "genres")
 """What a page of tracks depends on: rows, play counts and favourites, and the names."""
+
+
+def refresh_search_text(session: Session, which: ColumnElement[bool]) -> int:
+    """Recompute ``tracks.search_text`` of the tracks matching ``which``; how many changed."""
+    album_artist = aliased(Artist)
+    rows = session.execute(
+        select(Track.id, Track.title, Artist.name, Album.title, album_artist.name, Genre.name)
+        .outerjoin(Artist, Track.artist_id == Artist.id)
+        .outerjoin(Album, Track.album_id == Album.id)
+        .outerjoin(album_artist, Album.artist_id == album_artist.id)
+        .outerjoin(Genre, Track.genre_id == Genre.id)
+        .where(which)
+    ).all()
+    if rows:
+        session.execute(
+            update(Track),
+            [{"id": row[0], "search_text": search_text_of(*row[1:])} for row in rows],
+        )
+    return len(rows)
 
 
 class _Repository:
@@ -299,21 +320,7 @@ class TrackRepository(_Repository):
             )
             if result.rowcount == 0:  # type: ignore[attr-defined]
                 raise ParameterError(f"no track {track_id}")
-            album_artist = aliased(Artist)
-            title, artist, album, by, genre = session.execute(
-                select(Track.title, Artist.name, Album.title, album_artist.name, Genre.name)
-                .outerjoin(Artist, Track.artist_id == Artist.id)
-                .outerjoin(Album, Track.album_id == Album.id)
-                .outerjoin(album_artist, Album.artist_id == album_artist.id)
-                .outerjoin(Genre, Track.genre_id == Genre.id)
-                .where(Track.id == track_id)
-            ).one()
-            session.execute(
-                update(Track)
-                .where(Track.id == track_id)
-                .values(search_text=search_text_of(title, artist, album, by, genre))
-                .execution_options(synchronize_session=False)
-            )
+            refresh_search_text(session, Track.id == track_id)
         self._cache.invalidate(f"track:{track_id}", "tracks")
         record = self.get(track_id)
         assert record is not None  # written just now
