@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from tonearm.audio_io import probe
 from tonearm.errors import Cancelled, ParameterError, TonearmError
+from tonearm.events import ProgressEvent
 from tonearm.jobs.admission import MemoryBudget, estimate_job_bytes
 from tonearm.jobs.process import ProcessRunner
 from tonearm.jobs.queue import PriorityJobQueue, QueueClosed, QueueEmpty
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tonearm.audio_io.encode import BitDepth
-    from tonearm.events import ProgressEvent
     from tonearm.library.job_store import JobStore
 
 __all__ = ["JobEngine", "JobEvent", "JobSpec", "JobState", "JobStatus"]
@@ -201,7 +201,6 @@ class JobEngine:
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._results: dict[str, JobStatus] = {}
-        self._started: dict[str, float] = {}
         self._processes = (
             ProcessRunner(workers=workers, on_progress=self._remote_progress)
             if executor == "process"
@@ -332,7 +331,7 @@ class JobEngine:
                     self._store.set_state(job.status.job_id, "running", started_at=_utc(started))
 
                 def progress(event: ProgressEvent) -> None:
-                    self._progress(job, started, event)
+                    self._progress(job, event)
 
                 if self._processes is None:
                     summary = master_file(
@@ -343,7 +342,7 @@ class JobEngine:
                         cancel=job.cancel,
                     ).to_dict()
                 else:
-                    summary = self._run_in_process(job, started)
+                    summary = self._run_in_process(job)
             self._finish(job, JobState.DONE, report=summary)
             with self._lock:
                 self._results[key] = self._jobs[job.status.job_id].status
@@ -356,13 +355,11 @@ class JobEngine:
         except Exception as exc:  # a bug in one job must not take the worker down
             self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
 
-    def _run_in_process(self, job: _Job, started: float) -> dict[str, Any]:
+    def _run_in_process(self, job: _Job) -> dict[str, Any]:
         assert self._processes is not None
         job.remote_cancel = self._processes.new_cancel_flag()
         if job.cancel.is_set():
             job.remote_cancel.set()
-        with self._lock:
-            self._started[job.status.job_id] = started
         future = self._processes.submit(
             job.status.spec,
             pipeline=self.pipeline,
@@ -374,18 +371,15 @@ class JobEngine:
 
     def _remote_progress(self, job_id: str, stage: str, done: int, total: int) -> None:
         """Progress from a worker process (the drain thread calls this)."""
-        from tonearm.events import ProgressEvent
-
         with self._lock:
             job = self._jobs.get(job_id)
-            started = self._started.get(job_id)
-        if job is None or started is None or job.status.state is not JobState.RUNNING:
+        if job is None or job.status.state is not JobState.RUNNING:
             return
-        self._progress(job, started, ProgressEvent(stage, done, total))  # type: ignore[arg-type]
+        self._progress(job, ProgressEvent(stage, done, total))  # type: ignore[arg-type]
 
-    def _progress(self, job: _Job, started: float, event: ProgressEvent) -> None:
+    def _progress(self, job: _Job, event: ProgressEvent) -> None:
         fraction = max(job.status.fraction, _fraction(event))  # events may arrive late
-        elapsed = time.time() - started
+        elapsed = time.time() - (job.status.started_at or time.time())
         eta = elapsed * (1 - fraction) / fraction if fraction > 0.02 else None
         self._update(job, stage=event.stage, fraction=fraction, eta_s=eta)
 

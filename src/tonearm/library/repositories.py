@@ -68,19 +68,22 @@ def _check_page(offset: int, limit: int) -> None:
         raise ParameterError(f"offset must be >= 0 and limit 1..{MAX_PAGE}, got {offset}, {limit}")
 
 
-def _upsert(session: Session, table: Any, values: dict[str, Any], *, key: str, set_: Any) -> None:
-    """``INSERT ... ON CONFLICT (key) DO UPDATE SET ...`` on SQLite and PostgreSQL."""
+def _insert(session: Session, table: Any, values: dict[str, Any]) -> Any:
+    """The dialect's INSERT (SQLite's or PostgreSQL's, both with ``ON CONFLICT``)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(**values)
+    return insert(table).values(**values)
+
+
+def _upsert(session: Session, table: Any, values: dict[str, Any], *, key: str, set_: Any) -> None:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET ...`` on SQLite and PostgreSQL."""
+    statement = _insert(session, table, values)
     session.execute(statement.on_conflict_do_update(index_elements=[key], set_=set_))
 
 
 def _insert_or_ignore(session: Session, table: Any, values: dict[str, Any]) -> None:
     """``INSERT ... ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    session.execute(_insert(session, table, values).on_conflict_do_nothing())
 
 
 PAGE_TAGS = ("tracks", "track-pages", "albums", "artists", "genres")
