@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.jobs.threads import JOIN_S, join, start
 from tonearm.errors import Cancelled, ParameterError, TonearmError
 from tonearm.jobs.admission import (
     AdmissionTimeout,
@@ -17,20 +18,7 @@ from tonearm.jobs.admission import (
 )
 
 MIB = 2**20
-JOIN_S = 5.0
 SR = 44_100
-
-
-def start(target, *args) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
-
-
-def join(*threads: threading.Thread) -> None:
-    for thread in threads:
-        thread.join(JOIN_S)
-        assert not thread.is_alive(), "a thread did not finish in time"
 
 
 def wait_until(predicate, timeout_s: float = JOIN_S) -> None:

@@ -8,26 +8,13 @@ from collections import Counter
 
 import pytest
 
+from tests.jobs.threads import JOIN_S, join, start
 from tonearm.errors import ParameterError, TonearmError
 from tonearm.jobs.queue import PriorityJobQueue, QueueClosed, QueueEmpty, QueueFull
-
-JOIN_S = 5.0
 
 
 def drain(q: PriorityJobQueue[str]) -> list[str]:
     return [q.get(timeout_s=0) for _ in range(len(q))]
-
-
-def start(target, *args) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
-
-
-def join(*threads: threading.Thread) -> None:
-    for thread in threads:
-        thread.join(JOIN_S)
-        assert not thread.is_alive(), "a thread did not finish in time"
 
 
 def test_highest_priority_first() -> None:
