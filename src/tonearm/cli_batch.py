@@ -20,8 +20,6 @@ from rich.table import Table
 from tonearm.cli_common import app, exit_codes, progress_bars, stdout
 from tonearm.errors import UserInputError
 from tonearm.jobs.engine import JobEngine, JobEvent, JobSpec, JobState, JobStatus
-from tonearm.library.job_store import JobStore
-from tonearm.library.manager import LibraryManager
 from tonearm.mastering.render import LOSSLESS_SUFFIXES
 from tonearm.mastering.targets import PRESETS
 
@@ -149,10 +147,13 @@ def batch(
             for source, out in zip(inputs, outputs, strict=True)
         ]
         started = time.monotonic()
-        library = None if db is None else LibraryManager(db)
         with contextlib.ExitStack() as stack, progress_bars(quiet) as progress:
-            if library is not None:
-                stack.callback(library.close)
+            store = None
+            if db is not None:  # the library loads only when asked for
+                from tonearm.library.job_store import JobStore
+                from tonearm.library.manager import LibraryManager
+
+                store = JobStore(stack.enter_context(LibraryManager(db)).db)
             names: dict[str, str] = {}
             bars = _Bars(progress, names, len(specs))
             engine = JobEngine(
@@ -160,7 +161,7 @@ def batch(
                 memory_budget_mib=memory_mib,
                 on_event=bars,
                 executor=executor.value,
-                store=None if library is None else JobStore(library.db),
+                store=store,
             )
             try:
                 for spec in specs:

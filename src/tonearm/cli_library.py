@@ -17,15 +17,13 @@ from rich.table import Table
 
 from tonearm.cli_common import app, exit_codes, progress_bars, stderr, stdout
 from tonearm.errors import UserInputError
-from tonearm.library.analysis import AnalysisValues
-from tonearm.library.manager import LibraryManager, default_database_path
+from tonearm.library.paths import default_database_path
 from tonearm.library.records import display_path
-from tonearm.mastering.analysis import analyze_file
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from tonearm.library.analysis import AnalysisProgress, AnalysisSummary
+    from tonearm.library.analysis import AnalysisProgress, AnalysisSummary, AnalysisValues
     from tonearm.library.manager import ReplayGainSummary
     from tonearm.library.scanner import ScanProgress, ScanResult
 
@@ -36,6 +34,9 @@ SHOWN_ERRORS = 20
 
 def mastering_analysis(path: str) -> AnalysisValues:
     """Loudness, true peak, LRA and the 25-value fingerprint of one file (mastering engine)."""
+    from tonearm.library.analysis import AnalysisValues
+    from tonearm.mastering.analysis import analyze_file
+
     result = analyze_file(path)
     fingerprint = result.fingerprint
     return AnalysisValues(
@@ -101,6 +102,8 @@ def scan(
         for folder in folders:
             if not folder.is_dir():
                 raise UserInputError(f"'{display_path(str(folder))}' is not a folder")
+        from tonearm.library.manager import LibraryManager  # loaded only for this command
+
         cancel = threading.Event()
         with LibraryManager(db) as library, progress_bars(quiet) as progress:
             bars = _ScanBars(progress)

@@ -10,9 +10,24 @@
 - ``similarity``: k-NN over normalised fingerprints.
 - ``manager``: ``LibraryManager``, the facade the CLI, jobs and server share.
 
-This package imports ``audio_io`` but never ``mastering``, ``jobs`` or ``server``.
+This package imports ``audio_io`` but never ``mastering``, ``jobs`` or ``server``. Importing it
+is cheap: ``LibraryManager`` (SQLAlchemy, Alembic, mutagen) loads on first use, so a command
+that never opens the library does not pay for it at start-up.
 """
 
-from tonearm.library.manager import LibraryManager
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tonearm.library.manager import LibraryManager
 
 __all__ = ["LibraryManager"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LibraryManager":
+        from tonearm.library.manager import LibraryManager
+
+        return LibraryManager
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import platformdirs
 from sqlalchemy import select, update
 
 from tonearm.errors import TonearmError
@@ -23,6 +22,7 @@ from tonearm.library.cache import QueryCache
 from tonearm.library.catalogue import AlbumRepository, ArtistRepository, GenreRepository
 from tonearm.library.db import Database, PoolSettings, open_database
 from tonearm.library.models import Fingerprint, Track
+from tonearm.library.paths import default_database_path
 from tonearm.library.playlists import PlaylistRepository, SettingsRepository
 from tonearm.library.records import display_path, path_from_db
 from tonearm.library.repositories import TrackRepository
@@ -48,11 +48,6 @@ class ReplayGainSummary:
 
     written: int
     errors: tuple[tuple[str, str], ...]
-
-
-def default_database_path() -> str:
-    """``library.db`` in the user's data folder (e.g. ``~/.local/share/tonearm``)."""
-    return os.path.join(platformdirs.user_data_dir("tonearm", appauthor=False), "library.db")
 
 
 class LibraryManager:
