@@ -19,8 +19,13 @@ take the total over the budget waits), and run :func:`tonearm.mastering.render.m
   that finished in this engine is served from it: the earlier output is copied (atomically) to
   the new output path, or reused when it is the same path and unchanged.
 
-This module runs jobs on threads (the DSP releases the GIL); process and dask executors build on
-the same specs. A job pipelines its own stages over two cores (``MasterSettings.pipeline``) only
+* **Executors**: the engine's worker threads run the jobs themselves (``executor="thread"``),
+  or hand each to a pool of processes (``"process"``) or a dask.distributed cluster
+  (``"dask"``, with ``scheduler=`` for a running one); see :mod:`tonearm.jobs.runners`. The
+  number of engine threads bounds the jobs in flight, and :meth:`JobEngine.resize` changes it
+  (and the pool or LocalCluster with it) while jobs run.
+
+A job pipelines its own stages over two cores (``MasterSettings.pipeline``) only
 while there are fewer workers than cores: with a worker per core, one thread per job does the
 most work per second. Every wait has a timeout.
 """
@@ -46,24 +51,29 @@ from tonearm.audio_io import probe
 from tonearm.errors import Cancelled, ParameterError, TonearmError
 from tonearm.events import ProgressEvent
 from tonearm.jobs.admission import MemoryBudget, estimate_job_bytes
-from tonearm.jobs.process import ProcessRunner
 from tonearm.jobs.queue import PriorityJobQueue, QueueClosed, QueueEmpty
+from tonearm.jobs.runners import ThreadRunner
 from tonearm.mastering.plan import MasteringPlan
-from tonearm.mastering.render import MasterSettings, master_file
+from tonearm.mastering.render import MasterSettings
 from tonearm.mastering.targets import resolve_target
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tonearm.audio_io.encode import BitDepth
+    from tonearm.jobs.runners import CancelFlag, JobRunner, ProgressSink, RunResult
     from tonearm.library.job_store import JobStore
 
-__all__ = ["JobEngine", "JobEvent", "JobSpec", "JobState", "JobStatus"]
+__all__ = ["EXECUTORS", "JobEngine", "JobEvent", "JobSpec", "JobState", "JobStatus"]
+
+EXECUTORS = ("thread", "process", "dask")
 
 POLL_S = 0.1
 """How often an idle worker looks for shutdown."""
 ADMISSION_WAIT_S = 3600.0
 """The longest a job waits for memory before it fails."""
+JOB_TIMEOUT_S = 6 * 3600.0
+"""The longest a job may run on a process or dask worker before it is reported failed."""
 STAGE_WEIGHTS = {"analyse": 0.35, "plan": 0.0, "render": 0.55, "verify": 0.10}
 """Share of a job's work in each stage, for the overall fraction and the ETA."""
 
@@ -94,6 +104,8 @@ class JobSpec:
     """A saved plan (``MasteringPlan.to_json()``), applied instead of planning."""
     references: tuple[str, ...] = ()
     priority: int = 0
+    track_id: int | None = None
+    """The library track this job masters, when it came from the library (recorded only)."""
 
     def settings(self, *, pipeline: bool = True) -> MasterSettings:
         """The :class:`MasterSettings` this spec asks for (``pipeline``: see there)."""
@@ -113,6 +125,7 @@ class JobSpec:
         fields = dataclasses.asdict(self)
         fields.pop("output_path")
         fields.pop("priority")
+        fields.pop("track_id")
         fields["input"] = [os.path.abspath(self.input_path), info.st_size, info.st_mtime_ns]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
@@ -142,6 +155,8 @@ class JobStatus:
     error: str | None = None
     report: dict[str, Any] | None = None
     cached: bool = False
+    worker: str | None = None
+    """Who ran it: a thread's name, ``pid N`` of a worker process, or a dask worker's address."""
     submitted_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
@@ -152,8 +167,8 @@ class _Job:
     status: JobStatus
     cancel: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
-    remote_cancel: Any = None
-    """The cancel flag a worker process sees (process executor only)."""
+    remote_cancel: CancelFlag | None = None
+    """The cancel flag the executor's worker sees (set with ``cancel``)."""
 
 
 def _utc(timestamp: float) -> dt.datetime:
@@ -169,9 +184,23 @@ def _fraction(event: ProgressEvent) -> float:
     return min(1.0, done)
 
 
+def _make_runner(
+    executor: str, workers: int, scheduler: str | None, progress: ProgressSink
+) -> JobRunner:
+    if executor == "process":
+        from tonearm.jobs.process import ProcessRunner
+
+        return ProcessRunner(workers=workers, progress=progress)
+    if executor == "dask":
+        from tonearm.jobs.dask_runner import DaskRunner
+
+        return DaskRunner(workers=workers, progress=progress, scheduler=scheduler)
+    return ThreadRunner(progress=progress)
+
+
 class JobEngine:
-    """Run mastering jobs on ``workers`` threads under ``memory_budget_mib`` (see the module
-    docstring). Use as a context manager, or call :meth:`shutdown`."""
+    """Run mastering jobs, ``workers`` at a time, under ``memory_budget_mib`` on ``executor``
+    (see the module docstring). Use as a context manager, or call :meth:`shutdown`."""
 
     def __init__(
         self,
@@ -182,12 +211,17 @@ class JobEngine:
         on_event: Callable[[JobEvent], None] | None = None,
         pipeline: bool | None = None,
         executor: str = "thread",
+        scheduler: str | None = None,
         store: JobStore | None = None,
     ) -> None:
         if workers < 1 or memory_budget_mib < 1:
             raise ParameterError("workers and memory_budget_mib must be >= 1")
-        if executor not in ("thread", "process"):
-            raise ParameterError(f"executor must be 'thread' or 'process', got '{executor}'")
+        if executor not in EXECUTORS:
+            raise ParameterError(
+                f"executor must be one of {', '.join(EXECUTORS)}, got '{executor}'"
+            )
+        if scheduler is not None and executor != "dask":
+            raise ParameterError("a scheduler address needs the dask executor")
         self.executor = executor
         self._store = store
         if store is not None:
@@ -201,17 +235,10 @@ class JobEngine:
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
         self._results: dict[str, JobStatus] = {}
-        self._processes = (
-            ProcessRunner(workers=workers, on_progress=self._remote_progress)
-            if executor == "process"
-            else None
-        )
-        self._threads = [
-            threading.Thread(target=self._work, name=f"tonearm-job-{i}", daemon=True)
-            for i in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._runner = _make_runner(executor, workers, scheduler, self._remote_progress)
+        self._wanted = 0
+        self._threads: dict[int, threading.Thread] = {}
+        self._start_threads(workers)
 
     # --- the public API -------------------------------------------------------------------
 
@@ -236,6 +263,29 @@ class JobEngine:
         self._emit(JobEvent(job_id, JobState.QUEUED))
         return job_id
 
+    @property
+    def workers(self) -> int:
+        """Worker threads alive now (after :meth:`resize` down, surplus ones leave once their
+        job is done)."""
+        with self._lock:
+            return len(self._threads)
+
+    def ready(self, *, timeout_s: float) -> list[str]:
+        """Wait (at most ``timeout_s``) until the executor's workers are up; their names."""
+        names = self._runner.ready(timeout_s=timeout_s)
+        if names is None:
+            with self._lock:
+                return sorted(thread.name for thread in self._threads.values())
+        return names
+
+    def resize(self, workers: int) -> None:
+        """Run up to ``workers`` jobs at once from now on. Growing starts workers at once;
+        shrinking lets each surplus worker finish the job it holds, then leave."""
+        if workers < 1:
+            raise ParameterError("workers must be >= 1")
+        self._runner.resize(workers)
+        self._start_threads(workers)
+
     def status(self, job_id: str) -> JobStatus:
         with self._lock:
             job = self._jobs.get(job_id)
@@ -258,7 +308,8 @@ class JobEngine:
             return False
         job.cancel.set()
         if job.remote_cancel is not None:
-            job.remote_cancel.set()
+            with contextlib.suppress(Exception):  # a gone worker has nothing left to stop
+                job.remote_cancel.set()
         if self._queue.remove(lambda queued: queued == job_id):
             self._finish(job, JobState.CANCELLED, error="cancelled before it started")
         return True
@@ -285,11 +336,11 @@ class JobEngine:
                     self.cancel(status.job_id)
         self._queue.close()
         deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self._processes is not None:
-            self._processes.shutdown()
-            self._processes = None
+        self._runner.shutdown()
 
     def __enter__(self) -> JobEngine:
         return self
@@ -299,8 +350,23 @@ class JobEngine:
 
     # --- the workers ----------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _start_threads(self, workers: int) -> None:
+        with self._lock:
+            self._wanted = workers
+            for index in range(workers):
+                if index not in self._threads:  # a surplus one not yet gone stays on instead
+                    thread = threading.Thread(
+                        target=self._work, args=(index,), name=f"tonearm-job-{index}", daemon=True
+                    )
+                    self._threads[index] = thread
+                    thread.start()
+
+    def _work(self, index: int) -> None:
         while True:
+            with self._lock:
+                if index >= self._wanted:
+                    del self._threads[index]
+                    return
             try:
                 job_id = self._queue.get(timeout_s=POLL_S)
             except QueueEmpty:
@@ -330,20 +396,8 @@ class JobEngine:
                 if self._store is not None:
                     self._store.set_state(job.status.job_id, "running", started_at=_utc(started))
 
-                def progress(event: ProgressEvent) -> None:
-                    self._progress(job, event)
-
-                if self._processes is None:
-                    summary = master_file(
-                        spec.input_path,
-                        spec.output_path,
-                        settings=spec.settings(pipeline=self.pipeline),
-                        on_progress=progress,
-                        cancel=job.cancel,
-                    ).to_dict()
-                else:
-                    summary = self._run_in_process(job)
-            self._finish(job, JobState.DONE, report=summary)
+                result = self._run_on_executor(job)
+            self._finish(job, JobState.DONE, report=result.report, worker=result.worker)
             with self._lock:
                 self._results[key] = self._jobs[job.status.job_id].status
         except Cancelled:
@@ -355,22 +409,22 @@ class JobEngine:
         except Exception as exc:  # a bug in one job must not take the worker down
             self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
 
-    def _run_in_process(self, job: _Job) -> dict[str, Any]:
-        assert self._processes is not None
-        job.remote_cancel = self._processes.new_cancel_flag()
-        if job.cancel.is_set():
-            job.remote_cancel.set()
-        future = self._processes.submit(
+    def _run_on_executor(self, job: _Job) -> RunResult:
+        job_id = job.status.job_id
+        flag = self._runner.new_cancel_flag(job_id)
+        job.remote_cancel = flag
+        if job.cancel.is_set():  # cancelled while the flag was made: cancel() did not see it
+            flag.set()
+        return self._runner.run(
             job.status.spec,
+            job_id=job_id,
             pipeline=self.pipeline,
-            job_id=job.status.job_id,
-            cancel=job.remote_cancel,
+            cancel=flag,
+            timeout_s=JOB_TIMEOUT_S,
         )
-        report: dict[str, Any] = future.result(timeout=ADMISSION_WAIT_S)
-        return report
 
     def _remote_progress(self, job_id: str, stage: str, done: int, total: int) -> None:
-        """Progress from a worker process (the drain thread calls this)."""
+        """Progress from the executor (a worker thread, or a thread draining remote events)."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None or job.status.state is not JobState.RUNNING:

@@ -1,11 +1,16 @@
 """Running mastering jobs in worker processes (``JobEngine(executor="process")``).
 
-Threads share one GIL: two masters on two threads reach about 1.2x one (measured,
-``benchmarks/batch.py``), because every block passes through Python between the numpy calls.
-Processes do not share it. A :class:`ProcessRunner` keeps a ``ProcessPoolExecutor`` (``spawn``:
-no fork of a threaded parent) and a ``multiprocessing`` manager whose queue carries progress back
-and whose events carry cancellation in. Everything a job needs (its :class:`JobSpec`, the flags)
-pickles; the report comes back as its JSON-safe dict.
+Threads share one GIL: every block of audio passes through Python between the numpy calls, so
+two masters on two threads do not quite reach twice one (``benchmarks/batch.py``). Processes do
+not share it. A :class:`ProcessRunner` keeps a ``ProcessPoolExecutor`` (``spawn``: no fork of a
+threaded parent) whose workers import the mastering engine as they start, and a
+``multiprocessing`` manager whose queue carries progress back and whose events carry
+cancellation in. Everything a job needs (its :class:`JobSpec`, the flags) pickles; the result
+comes back as a :class:`~tonearm.jobs.runners.RunResult`.
+
+The pool starts its workers at once (one warm-up task each), so the first jobs do not pay for
+process start-up and imports; :meth:`ProcessRunner.ready` waits for them. :meth:`resize` swaps
+in a pool of the new size: jobs already running finish in the old one, which then exits.
 """
 
 from __future__ import annotations
@@ -14,73 +19,121 @@ import contextlib
 import multiprocessing
 import queue
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any, cast
+from concurrent.futures import ProcessPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+from tonearm.jobs.runners import RunResult, master_job, process_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from concurrent.futures import Future
 
-    from tonearm.events import ProgressEvent
     from tonearm.jobs.engine import JobSpec
+    from tonearm.jobs.runners import CancelFlag, ProgressSink
 
-__all__ = ["ProcessRunner", "master_in_process"]
+__all__ = ["ProcessRunner"]
 
 PROGRESS_QUEUE_SIZE = 10_000
 DRAIN_WAIT_S = 0.1
+WARM_UP_S = 120.0
+"""The longest a warm-up task waits for its siblings (one per worker process)."""
 
 
-def master_in_process(
-    spec: JobSpec, pipeline: bool, job_id: str, cancel: Any, progress: Any
-) -> dict[str, Any]:
-    """Master ``spec`` in this (worker) process; the report as a dict.
+def _import_engine() -> None:
+    """Each worker process's initializer: load the mastering engine before the first job."""
+    import tonearm.jobs.engine
+    import tonearm.mastering.render  # noqa: F401
 
-    ``cancel`` is a manager event (it has ``is_set``), ``progress`` a manager queue that gets
-    ``(job_id, stage, frames_done, frames_total)`` tuples (dropped when full: progress is
-    advisory, the result is not).
-    """
-    from tonearm.mastering.render import master_file
 
-    def report(event: ProgressEvent) -> None:
+def _warm_up(barrier: Any) -> str:
+    """Hold this worker until every worker holds a warm-up task (so each process gets exactly
+    one and all start now); this worker's name."""
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(WARM_UP_S)
+    return process_name()
+
+
+def _master(spec: JobSpec, pipeline: bool, job_id: str, cancel: Any, progress: Any) -> RunResult:
+    """The task a worker process runs. ``cancel`` is a manager event, ``progress`` a manager
+    queue of ``(job_id, stage, frames_done, frames_total)`` (dropped when full: progress is
+    advisory, the result is not)."""
+
+    def report(job: str, stage: str, done: int, total: int) -> None:
         with contextlib.suppress(queue.Full):
-            progress.put_nowait((job_id, event.stage, event.frames_done, event.frames_total))
+            progress.put_nowait((job, stage, done, total))
 
-    result = master_file(
-        spec.input_path,
-        spec.output_path,
-        settings=spec.settings(pipeline=pipeline),
-        on_progress=report,
-        cancel=cast("threading.Event", cancel),
+    return master_job(
+        spec,
+        pipeline=pipeline,
+        job_id=job_id,
+        cancel=cancel,
+        progress=report,
+        worker=process_name(),
     )
-    return result.to_dict()
 
 
 class ProcessRunner:
     """A process pool, a manager for cancel flags and progress, and a thread draining it."""
 
-    def __init__(self, *, workers: int, on_progress: Callable[[str, str, int, int], None]) -> None:
-        context = multiprocessing.get_context("spawn")
-        self._manager = context.Manager()
-        self._progress = self._manager.Queue(PROGRESS_QUEUE_SIZE)
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-        self._on_progress = on_progress
+    kind = "process"
+
+    def __init__(self, *, workers: int, progress: ProgressSink) -> None:
+        self._context = multiprocessing.get_context("spawn")
+        self._manager = self._context.Manager()
+        self._progress_queue = self._manager.Queue(PROGRESS_QUEUE_SIZE)
+        self._lock = threading.Lock()
+        self._retired: list[ProcessPoolExecutor] = []
+        self._pool, self._warming = self._start_pool(workers)
+        self._on_progress = progress
         self._stop = threading.Event()
         self._drain = threading.Thread(
             target=self._drain_loop, name="tonearm-progress", daemon=True
         )
         self._drain.start()
 
-    def new_cancel_flag(self) -> Any:
-        """An event a worker process can see (``set()`` here, ``is_set()`` there)."""
-        return self._manager.Event()
+    def _start_pool(self, workers: int) -> tuple[ProcessPoolExecutor, list[Future[str]]]:
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=self._context, initializer=_import_engine
+        )
+        # a task per worker makes the pool start them all now (it spawns while none is idle)
+        barrier = self._manager.Barrier(workers)
+        return pool, [pool.submit(_warm_up, barrier) for _ in range(workers)]
 
-    def submit(self, spec: JobSpec, *, pipeline: bool, job_id: str, cancel: Any) -> Future[Any]:
-        return self._pool.submit(master_in_process, spec, pipeline, job_id, cancel, self._progress)
+    def ready(self, *, timeout_s: float) -> list[str] | None:
+        """Wait for the current pool's warm-up tasks; the worker processes' names."""
+        with self._lock:
+            warming = list(self._warming)
+        done, pending = wait(warming, timeout=timeout_s)
+        if pending:
+            raise TimeoutError(f"worker processes not up after {timeout_s:g} s")
+        return sorted({future.result() for future in done})
+
+    def new_cancel_flag(self, job_id: str) -> CancelFlag:
+        """An event a worker process can see (``set()`` here, ``is_set()`` there)."""
+        flag: CancelFlag = self._manager.Event()
+        return flag
+
+    def run(
+        self, spec: JobSpec, *, job_id: str, pipeline: bool, cancel: CancelFlag, timeout_s: float
+    ) -> RunResult:
+        with self._lock:
+            future = self._pool.submit(
+                _master, spec, pipeline, job_id, cancel, self._progress_queue
+            )
+        result: RunResult = future.result(timeout=timeout_s)
+        return result
+
+    def resize(self, workers: int) -> None:
+        """A pool of ``workers`` processes for the next jobs; the old one finishes its own."""
+        pool, warming = self._start_pool(workers)
+        with self._lock:
+            old, self._pool, self._warming = self._pool, pool, warming
+            self._retired.append(old)
+        old.shutdown(wait=False)
 
     def _drain_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                job_id, stage, done, total = self._progress.get(timeout=DRAIN_WAIT_S)
+                job_id, stage, done, total = self._progress_queue.get(timeout=DRAIN_WAIT_S)
             except queue.Empty:
                 continue
             except (EOFError, OSError, BrokenPipeError):  # the manager has gone: shutting down
@@ -89,8 +142,11 @@ class ProcessRunner:
                 self._on_progress(job_id, stage, done, total)
 
     def shutdown(self) -> None:
-        """Stop the pool (waiting for running jobs), the drain thread and the manager."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the pools (waiting for running jobs), the drain thread and the manager."""
+        with self._lock:
+            pools = [*self._retired, self._pool]
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
         self._stop.set()
         self._drain.join(timeout=5.0)
         self._manager.shutdown()
