@@ -26,12 +26,19 @@ from rich.table import Table
 from tonearm import __version__
 from tonearm import cli_batch as cli_batch  # registers "batch" on the shared app
 from tonearm import cli_library as cli_library  # registers "scan" on the shared app
-from tonearm.cli_common import UsageError, app, exit_codes, progress_bars, stderr, stdout
+from tonearm.cli_common import (
+    UsageError,
+    app,
+    exit_codes,
+    load_plan,
+    progress_bars,
+    stderr,
+    stdout,
+)
 from tonearm.errors import UserInputError
 from tonearm.events import ProgressEvent
 from tonearm.mastering.analysis import analyze_file
 from tonearm.mastering.matching import MatchSettings
-from tonearm.mastering.plan import MasteringPlan
 from tonearm.mastering.render import MasterSettings, master_file
 from tonearm.mastering.report import MasteringReport
 from tonearm.mastering.targets import PRESETS, resolve_target
@@ -89,19 +96,6 @@ def _check_output_path(path: Path | None, what: str) -> None:
         raise UserInputError(f"{what} path '{path}' is a directory")
     if not path.parent.is_dir():
         raise UserInputError(f"{what} folder '{path.parent}/' does not exist")
-
-
-def _load_plan(path: Path) -> MasteringPlan:
-    """Read a plan saved with --save-plan; one clear line if it is not one."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserInputError(f"plan '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"cannot read plan '{path}': {exc}") from None
-    if not isinstance(data, dict):
-        raise UserInputError(f"'{path}' is not a tonearm plan")
-    return MasteringPlan.from_dict(data)
 
 
 def _plot(path: Path, result: MasteringReport) -> None:
@@ -205,7 +199,7 @@ def master(
                 max_eq_db=max_eq,
                 lufs=lufs if references else None,
             ),
-            plan=None if plan is None else _load_plan(plan),
+            plan=None if plan is None else load_plan(plan),
             output_spectrum=plot is not None,
         )
         with progress_bars(quiet) as progress:

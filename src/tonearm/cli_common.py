@@ -7,6 +7,7 @@ file left), 1 internal error (set ``TONEARM_DEBUG=1`` for the traceback), 130 in
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from typing import TYPE_CHECKING
 
@@ -18,8 +19,19 @@ from tonearm.errors import UserInputError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
-__all__ = ["UsageError", "app", "exit_codes", "progress_bars", "stderr", "stdout"]
+    from tonearm.mastering.plan import MasteringPlan
+
+__all__ = [
+    "UsageError",
+    "app",
+    "exit_codes",
+    "load_plan",
+    "progress_bars",
+    "stderr",
+    "stdout",
+]
 
 app = typer.Typer(
     name="tonearm",
@@ -64,3 +76,18 @@ def progress_bars(quiet: bool) -> Progress:
         transient=True,
         disable=quiet or not stderr.is_terminal,
     )
+
+
+def load_plan(path: Path) -> MasteringPlan:
+    """Read a plan saved with ``--save-plan``; one clear line if it is not one."""
+    from tonearm.mastering.plan import MasteringPlan
+
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserInputError(f"plan '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"cannot read plan '{path}': {exc}") from None
+    if not isinstance(data, dict):
+        raise UserInputError(f"'{path}' is not a tonearm plan")
+    return MasteringPlan.from_dict(data)

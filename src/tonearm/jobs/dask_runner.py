@@ -27,6 +27,8 @@ from tonearm.errors import ParameterError
 from tonearm.jobs.runners import RunResult, master_job
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from tonearm.jobs.engine import JobSpec
     from tonearm.jobs.runners import CancelFlag, ProgressSink
 
@@ -34,7 +36,37 @@ __all__ = ["DaskRunner"]
 
 CANCEL_POLL_S = 0.1
 """A worker asks the scheduler whether its job was cancelled at most this often."""
-CONNECT_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+
+
+@contextlib.contextmanager
+def _worker_environment() -> Iterator[None]:
+    """dask's settings for the worker processes started inside, less one.
+
+    dask starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand every
+    freed block of audio back to the kernel and fault it in again: mastering ran at half speed
+    (measured, ``benchmarks/batch.py``). tonearm's workers keep glibc's default; their memory
+    is bounded by the engine's budget instead.
+    """
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        yield
+
+
+def _local_cluster(cluster_class: Any, workers: int) -> Any:
+    """A LocalCluster of ``workers`` single-threaded worker processes, quiet, on free ports."""
+    with _worker_environment():
+        return cluster_class(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_port=0,
+            silence_logs=logging.ERROR,
+        )
 
 
 class _PolledEvent:
@@ -98,14 +130,7 @@ class DaskRunner:
         self._cluster: Any = None
         self._workers = workers
         if scheduler is None:
-            self._cluster = LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                scheduler_port=0,
-                silence_logs=logging.ERROR,
-            )
+            self._cluster = _local_cluster(LocalCluster, workers)
             self._client = Client(self._cluster, set_as_default=False)
         else:
             try:
@@ -159,7 +184,9 @@ class DaskRunner:
         """Scale the LocalCluster to ``workers`` (a remote cluster is sized by its owner)."""
         self._workers = workers
         if self._cluster is not None:
-            self._cluster.scale(workers)
+            with _worker_environment():
+                self._cluster.scale(workers)
+                self._client.wait_for_workers(workers, timeout=CONNECT_TIMEOUT_S)
 
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):
