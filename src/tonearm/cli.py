@@ -26,6 +26,7 @@ from rich.table import Table
 from tonearm import __version__
 from tonearm import cli_batch as cli_batch  # registers "batch" on the shared app
 from tonearm import cli_library as cli_library  # registers "scan" on the shared app
+from tonearm import cli_serve as cli_serve  # registers "serve" on the shared app
 from tonearm.cli_common import (
     UsageError,
     app,

@@ -11,17 +11,26 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from tonearm.errors import TonearmError
 from tonearm.library.analysis import AnalysisSummary, AnalysisValues, analyse_pending
 from tonearm.library.cache import QueryCache
 from tonearm.library.catalogue import AlbumRepository, ArtistRepository, GenreRepository
 from tonearm.library.db import Database, PoolSettings, open_database
-from tonearm.library.models import Fingerprint, Track
+from tonearm.library.models import (
+    Album,
+    Artist,
+    Favourite,
+    Fingerprint,
+    Genre,
+    PlayCount,
+    Playlist,
+    Track,
+)
 from tonearm.library.paths import default_database_path
 from tonearm.library.playlists import PlaylistRepository, SettingsRepository
 from tonearm.library.records import display_path, path_from_db
@@ -37,7 +46,7 @@ if TYPE_CHECKING:
 
     from tonearm.library.analysis import AnalysisProgress
 
-__all__ = ["LibraryManager", "ReplayGainSummary", "default_database_path"]
+__all__ = ["LibraryManager", "LibraryStats", "ReplayGainSummary", "default_database_path"]
 
 CACHE_TAGS_CHANGED_BY_SCAN = ("tracks", "albums", "artists", "genres", "playlists", "favourites")
 
@@ -48,6 +57,21 @@ class ReplayGainSummary:
 
     written: int
     errors: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LibraryStats:
+    """Counts over the present (not missing) tracks, and the catalogue's sizes."""
+
+    tracks: int
+    albums: int
+    artists: int
+    genres: int
+    playlists: int
+    favourites: int
+    total_duration_s: float
+    analysed: int
+    plays: int
 
 
 class LibraryManager:
@@ -163,6 +187,38 @@ class LibraryManager:
             self.cache.invalidate(f"track:{track_id}")
             written += 1
         return ReplayGainSummary(written=written, errors=tuple(errors))
+
+    def stats(self) -> LibraryStats:
+        """How big the library is (cached until the next write to tracks or the catalogue)."""
+
+        def load() -> LibraryStats:
+            present = Track.missing.is_(False)
+            with self.db.read() as session:
+                tracks, duration, analysed = session.execute(
+                    select(
+                        func.count(Track.id),
+                        func.coalesce(func.sum(Track.duration_s), 0.0),
+                        func.count(Track.analysed_at),
+                    ).where(present)
+                ).one()
+
+                def count(column: Any) -> int:
+                    return int(session.scalar(select(func.count(column))) or 0)
+
+                plays = session.scalar(select(func.coalesce(func.sum(PlayCount.count), 0)))
+                return LibraryStats(
+                    tracks=int(tracks),
+                    albums=count(Album.id),
+                    artists=count(Artist.id),
+                    genres=count(Genre.id),
+                    playlists=count(Playlist.id),
+                    favourites=count(Favourite.track_id),
+                    total_duration_s=float(duration),
+                    analysed=int(analysed),
+                    plays=int(plays or 0),
+                )
+
+        return self.cache.get_or_load(("stats",), CACHE_TAGS_CHANGED_BY_SCAN, load)
 
     def similar(self, track_id: int, k: int = 10) -> list[Neighbour]:
         """The ``k`` tracks nearest to ``track_id`` by fingerprint."""

@@ -1,0 +1,291 @@
+"""REST routes of the library: tracks, albums, artists, genres, favourites, playlists, plays,
+stats, similar tracks and scans.
+
+Routes that touch the database are plain ``def``: FastAPI runs them on its thread pool, so a
+query never blocks the event loop. Reads go through the library's query cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from tonearm.errors import ParameterError
+from tonearm.server.schemas import (
+    Album,
+    Artist,
+    Favourite,
+    Genre,
+    Page,
+    PlayCount,
+    Playlist,
+    PlaylistChange,
+    PlaylistCreate,
+    ScanState,
+    Similar,
+    Stats,
+    Track,
+)
+from tonearm.server.state import ServerState, server_state
+
+if TYPE_CHECKING:
+    from tonearm.library.records import TrackRecord
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api")
+State = Annotated[ServerState, Depends(server_state)]
+TrackOrderName = Literal["title", "path", "added", "duration", "loudness"]
+MAX_PAGE = 500
+
+
+def track_or_404(state: ServerState, track_id: int) -> TrackRecord:
+    record = state.library.tracks.get(track_id)
+    if record is None:
+        raise HTTPException(404, f"no track {track_id}")
+    return record
+
+
+def _bad_request(exc: ParameterError) -> HTTPException:
+    return HTTPException(400, str(exc))
+
+
+@router.get("/tracks", response_model=Page[Track], tags=["library"])
+def list_tracks(
+    state: State,
+    q: Annotated[str | None, Query(max_length=200, description="Search text")] = None,
+    order: TrackOrderName = "title",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    include_missing: bool = False,
+) -> Page[Track]:
+    """Tracks in ``order``, optionally only those matching ``q`` (title, artist, album, genre);
+    page by ``offset`` or by the previous page's ``next_cursor``."""
+    try:
+        if q is not None and q.strip():
+            page = state.library.tracks.search(
+                q, offset=offset, limit=limit, order=order, after=cursor
+            )
+        else:
+            page = state.library.tracks.list(
+                offset=offset,
+                limit=limit,
+                order=order,
+                include_missing=include_missing,
+                after=cursor,
+            )
+    except ParameterError as exc:
+        raise _bad_request(exc) from None
+    return Page[Track](
+        items=[Track.of(record) for record in page.items],
+        total=page.total,
+        total_exact=page.total_exact,
+        offset=page.offset,
+        limit=page.limit,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/tracks/{track_id}", response_model=Track, tags=["library"])
+def get_track(state: State, track_id: int) -> Track:
+    return Track.of(track_or_404(state, track_id))
+
+
+@router.post("/tracks/{track_id}/plays", response_model=PlayCount, tags=["library"])
+def record_play(state: State, track_id: int) -> PlayCount:
+    """Count one play (atomic: concurrent plays are all counted)."""
+    track_or_404(state, track_id)
+    count = state.library.tracks.record_play(track_id)
+    state.hub.publish_threadsafe("library", "library.changed", {"track_id": track_id})
+    return PlayCount(track_id=track_id, play_count=count)
+
+
+@router.put("/tracks/{track_id}/favourite", response_model=Track, tags=["library"])
+def set_favourite(state: State, track_id: int, body: Favourite) -> Track:
+    track_or_404(state, track_id)
+    state.library.tracks.set_favourite(track_id, body.favourite)
+    state.hub.publish_threadsafe("library", "library.changed", {"track_id": track_id})
+    return Track.of(track_or_404(state, track_id))
+
+
+@router.get("/favourites", response_model=list[Track], tags=["library"])
+def list_favourites(state: State) -> list[Track]:
+    tracks = (state.library.tracks.get(i) for i in state.library.tracks.favourites())
+    return [Track.of(record) for record in tracks if record is not None]
+
+
+@router.get("/tracks/{track_id}/similar", response_model=list[Similar], tags=["library"])
+def similar_tracks(
+    state: State, track_id: int, k: Annotated[int, Query(ge=1, le=100)] = 10
+) -> list[Similar]:
+    """The ``k`` nearest tracks by fingerprint (analysed tracks only)."""
+    track_or_404(state, track_id)
+    try:
+        neighbours = state.library.similar(track_id, k)
+    except ParameterError as exc:
+        raise HTTPException(409, str(exc)) from None
+    found = []
+    for neighbour in neighbours:
+        record = state.library.tracks.get(neighbour.track_id)
+        if record is not None:
+            found.append(Similar(track=Track.of(record), distance=neighbour.distance))
+    return found
+
+
+@router.get("/albums", response_model=Page[Album], tags=["library"])
+def list_albums(
+    state: State,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Page[Album]:
+    try:
+        page = state.library.albums.list(offset=offset, limit=limit, query=q, after=cursor)
+    except ParameterError as exc:
+        raise _bad_request(exc) from None
+    return Page[Album](
+        items=[Album.of(record) for record in page.items],
+        total=page.total,
+        total_exact=page.total_exact,
+        offset=page.offset,
+        limit=page.limit,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/albums/{album_id}", response_model=Album, tags=["library"])
+def get_album(state: State, album_id: int) -> Album:
+    record = state.library.albums.get(album_id)
+    if record is None:
+        raise HTTPException(404, f"no album {album_id}")
+    return Album.of(record)
+
+
+@router.get(
+    "/albums/{album_id}/cover",
+    tags=["library"],
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+)
+def album_cover(state: State, album_id: int) -> Response:
+    cover = state.library.albums.cover(album_id)
+    if cover is None:
+        raise HTTPException(404, f"no cover for album {album_id}")
+    data, mime = cover
+    return Response(data, media_type=mime, headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/artists", response_model=Page[Artist], tags=["library"])
+def list_artists(
+    state: State,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+) -> Page[Artist]:
+    try:
+        page = state.library.artists.list(offset=offset, limit=limit, query=q)
+    except ParameterError as exc:
+        raise _bad_request(exc) from None
+    return Page[Artist](
+        items=[Artist(id=a.id, name=a.name) for a in page.items],
+        total=page.total,
+        total_exact=page.total_exact,
+        offset=page.offset,
+        limit=page.limit,
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.get("/genres", response_model=list[Genre], tags=["library"])
+def list_genres(state: State) -> list[Genre]:
+    return [Genre(id=g.id, name=g.name) for g in state.library.genres.list()]
+
+
+@router.get("/playlists", response_model=list[Playlist], tags=["playlists"])
+def list_playlists(state: State) -> list[Playlist]:
+    return [Playlist.of(record) for record in state.library.playlists.list()]
+
+
+@router.post("/playlists", response_model=Playlist, status_code=201, tags=["playlists"])
+def create_playlist(state: State, body: PlaylistCreate) -> Playlist:
+    try:
+        record = state.library.playlists.create(body.name, body.track_ids)
+    except ParameterError as exc:
+        raise _bad_request(exc) from None
+    state.hub.publish_threadsafe("library", "library.changed", {"playlist_id": record.id})
+    return Playlist.of(record)
+
+
+def _playlist_or_404(state: ServerState, playlist_id: int) -> None:
+    if state.library.playlists.get(playlist_id) is None:
+        raise HTTPException(404, f"no playlist {playlist_id}")
+
+
+@router.get("/playlists/{playlist_id}", response_model=Playlist, tags=["playlists"])
+def get_playlist(state: State, playlist_id: int) -> Playlist:
+    record = state.library.playlists.get(playlist_id)
+    if record is None:
+        raise HTTPException(404, f"no playlist {playlist_id}")
+    return Playlist.of(record)
+
+
+@router.patch("/playlists/{playlist_id}", response_model=Playlist, tags=["playlists"])
+def change_playlist(state: State, playlist_id: int, body: PlaylistChange) -> Playlist:
+    """Rename it, replace its entries (``track_ids``, in order) and/or ``append`` to them."""
+    _playlist_or_404(state, playlist_id)
+    playlists = state.library.playlists
+    try:
+        record = playlists.get(playlist_id)
+        if body.name is not None:
+            record = playlists.rename(playlist_id, body.name)
+        if body.track_ids is not None:
+            record = playlists.set_tracks(playlist_id, body.track_ids)
+        if body.append is not None:
+            record = playlists.append(playlist_id, body.append)
+    except ParameterError as exc:
+        raise _bad_request(exc) from None
+    if record is None:
+        raise HTTPException(404, f"no playlist {playlist_id}")
+    state.hub.publish_threadsafe("library", "library.changed", {"playlist_id": playlist_id})
+    return Playlist.of(record)
+
+
+@router.delete("/playlists/{playlist_id}", status_code=204, tags=["playlists"])
+def delete_playlist(state: State, playlist_id: int) -> Response:
+    _playlist_or_404(state, playlist_id)
+    try:
+        state.library.playlists.delete(playlist_id)
+    except ParameterError as exc:
+        raise HTTPException(404, str(exc)) from None
+    state.hub.publish_threadsafe("library", "library.changed", {"playlist_id": playlist_id})
+    return Response(status_code=204)
+
+
+@router.get("/stats", response_model=Stats, tags=["library"])
+def library_stats(state: State) -> Stats:
+    return Stats(**dataclasses.asdict(state.library.stats()))
+
+
+@router.post("/scan", response_model=ScanState, status_code=202, tags=["scan"])
+def start_scan(state: State, request: Request) -> ScanState:
+    """Scan the library folders again (one scan at a time; rate-limited)."""
+    state.limiter.check(_client(request), "scan")
+    return ScanState(**dataclasses.asdict(state.scans.start()))
+
+
+@router.get("/scan", response_model=ScanState, tags=["scan"])
+def scan_status(state: State) -> ScanState:
+    return ScanState(**dataclasses.asdict(state.scans.status))
+
+
+@router.delete("/scan", response_model=ScanState, tags=["scan"])
+def cancel_scan(state: State) -> ScanState:
+    return ScanState(**dataclasses.asdict(state.scans.cancel()))
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"

@@ -1,0 +1,207 @@
+"""The REST API's pydantic models (what ``/openapi.json`` describes), built from library records.
+
+Records are frozen dataclasses inside tonearm; these models are what crosses the wire. File
+paths are never sent: a track is addressed by id, and its audio by ``/api/tracks/{id}/stream``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from tonearm.library.records import AlbumRecord, PlaylistRecord, TrackRecord
+
+__all__ = [
+    "Album",
+    "Artist",
+    "Genre",
+    "Health",
+    "Page",
+    "PlayCount",
+    "Playlist",
+    "PlaylistChange",
+    "PlaylistCreate",
+    "Preset",
+    "ScanState",
+    "Similar",
+    "Stats",
+    "Track",
+    "Version",
+]
+
+ItemT = TypeVar("ItemT")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Health(_Model):
+    status: str
+    version: str
+    uptime_s: float
+    jobs_running: int
+    websocket_clients: int
+
+
+class Preset(_Model):
+    name: str
+    lufs: float
+    ceiling_dbtp: float
+    description: str
+
+
+class Version(_Model):
+    version: str
+    api: str = "1"
+
+
+class Track(_Model):
+    id: int
+    title: str | None
+    artist: str | None
+    album: str | None
+    album_id: int | None
+    genre: str | None
+    track_number: int | None
+    disc_number: int | None
+    year: int | None
+    duration_s: float
+    sample_rate: int
+    channels: int
+    bit_depth: int | None
+    codec: str
+    size_bytes: int
+    file_name: str
+    integrated_lufs: float | None
+    true_peak_dbtp: float | None
+    loudness_range_lu: float | None
+    analysed_at: dt.datetime | None
+    missing: bool
+    play_count: int
+    favourite: bool
+
+    @classmethod
+    def of(cls, record: TrackRecord) -> Track:
+        fields = {name: getattr(record, name) for name in cls.model_fields if name != "file_name"}
+        return cls(**fields, file_name=Path(record.path).name)
+
+
+class Page(_Model, Generic[ItemT]):
+    """A page of items; ``next_cursor`` fetches the next (keyset paging, fast at any depth)."""
+
+    items: list[ItemT]
+    total: int
+    total_exact: bool
+    offset: int
+    limit: int
+    next_cursor: str | None
+
+
+class Album(_Model):
+    id: int
+    title: str
+    artist: str | None
+    year: int | None
+    track_count: int
+    has_cover: bool
+
+    @classmethod
+    def of(cls, record: AlbumRecord) -> Album:
+        return cls(
+            id=record.id,
+            title=record.title,
+            artist=record.artist,
+            year=record.year,
+            track_count=record.track_count,
+            has_cover=record.has_cover,
+        )
+
+
+class Artist(_Model):
+    id: int
+    name: str
+
+
+class Genre(_Model):
+    id: int
+    name: str
+
+
+class Playlist(_Model):
+    id: int
+    name: str
+    track_ids: list[int]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+    @classmethod
+    def of(cls, record: PlaylistRecord) -> Playlist:
+        return cls(
+            id=record.id,
+            name=record.name,
+            track_ids=list(record.track_ids),
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class PlaylistCreate(_Model):
+    name: str = Field(min_length=1, max_length=200)
+    track_ids: list[int] = Field(default_factory=list, max_length=10_000)
+
+
+class PlaylistChange(_Model):
+    """Rename, replace the entries, or append to them (any of the three)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    track_ids: list[int] | None = Field(default=None, max_length=10_000)
+    append: list[int] | None = Field(default=None, max_length=10_000)
+
+
+class PlayCount(_Model):
+    track_id: int
+    play_count: int
+
+
+class Favourite(_Model):
+    favourite: bool
+
+
+class Similar(_Model):
+    track: Track
+    distance: float
+
+
+class Stats(_Model):
+    tracks: int
+    albums: int
+    artists: int
+    genres: int
+    playlists: int
+    favourites: int
+    total_duration_s: float
+    analysed: int
+    plays: int
+
+
+class ScanState(_Model):
+    state: str
+    files_seen: int
+    added: int
+    updated: int
+    unchanged: int
+    moved: int
+    missing: int
+    errors: int
+    files_per_s: float
+    elapsed_s: float
+    error: str | None
+
+
+class ErrorBody(_Model):
+    detail: Any
