@@ -22,7 +22,7 @@ import tonearm
 from tonearm.errors import TonearmError, UserInputError
 from tonearm.jobs.engine import JobState
 from tonearm.mastering.targets import PRESETS
-from tonearm.server import api_library
+from tonearm.server import api_audio, api_jobs, api_library
 from tonearm.server.hub import CLOSE_POLICY
 from tonearm.server.schemas import Health, Preset, Version
 from tonearm.server.state import ServerState, server_state
@@ -160,4 +160,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         await state.hub.serve(websocket)
 
     app.include_router(api_library.router)
+    app.include_router(api_audio.router)
+    app.include_router(api_jobs.router)
     return app

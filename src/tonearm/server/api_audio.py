@@ -1,0 +1,9 @@
+"""REST routes: audio (see the module's routes)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api")
