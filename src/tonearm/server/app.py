@@ -96,7 +96,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
         state = await asyncio.to_thread(ServerState, settings)
         state.hub.bind_loop(asyncio.get_running_loop())
         app.state.tonearm = state
-        if settings.scan_on_start and await asyncio.to_thread(state.scans.unscanned_roots):
+        unscanned = await asyncio.to_thread(state.scans.unscanned_roots)
+        if settings.scan_on_start and unscanned:
             state.scans.start()
         try:
             yield
