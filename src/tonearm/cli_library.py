@@ -1,8 +1,8 @@
 """``tonearm scan``: the library half of the command line (a command of ``cli_common.app``).
 
 It wires the library to the mastering engine: the scanner's analysis step gets
-:func:`mastering_analysis`, built on ``tonearm.mastering.analysis.analyze_file`` (the library
-itself never imports the engine).
+:func:`tonearm.jobs.library_analysis.mastering_analysis`, built on the engine's
+``analyze_file`` (the library itself never imports the engine).
 """
 
 from __future__ import annotations
@@ -17,34 +17,20 @@ from rich.table import Table
 
 from tonearm.cli_common import app, exit_codes, progress_bars, stderr, stdout
 from tonearm.errors import UserInputError
+from tonearm.jobs.library_analysis import mastering_analysis
 from tonearm.library.paths import default_database_path
 from tonearm.library.records import display_path
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from tonearm.library.analysis import AnalysisProgress, AnalysisSummary, AnalysisValues
+    from tonearm.library.analysis import AnalysisProgress, AnalysisSummary
     from tonearm.library.manager import ReplayGainSummary
     from tonearm.library.scanner import ScanProgress, ScanResult
 
-__all__ = ["mastering_analysis", "scan"]
+__all__ = ["scan"]
 
 SHOWN_ERRORS = 20
-
-
-def mastering_analysis(path: str) -> AnalysisValues:
-    """Loudness, true peak, LRA and the 25-value fingerprint of one file (mastering engine)."""
-    from tonearm.library.analysis import AnalysisValues
-    from tonearm.mastering.analysis import analyze_file
-
-    result = analyze_file(path)
-    fingerprint = result.fingerprint
-    return AnalysisValues(
-        integrated_lufs=result.loudness.integrated_lufs,
-        true_peak_dbtp=result.true_peak_dbtp,
-        loudness_range_lu=result.loudness.loudness_range_lu,
-        fingerprint=None if fingerprint is None else tuple(fingerprint.as_vector().tolist()),
-    )
 
 
 class _ScanBars:

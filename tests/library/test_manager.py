@@ -11,8 +11,8 @@ import pytest
 from mutagen.flac import FLAC
 
 from tests.library.test_scanner import _tone
-from tonearm.cli_library import mastering_analysis
 from tonearm.errors import DecodeError
+from tonearm.jobs.library_analysis import mastering_analysis
 from tonearm.library.analysis import AnalysisValues
 from tonearm.library.manager import LibraryManager
 from tonearm.mastering.analysis import analyze_file

@@ -201,6 +201,8 @@ class ScanState(_Model):
     files_per_s: float
     elapsed_s: float
     error: str | None
+    analysed: int
+    analysis_pending: int
 
 
 class ErrorBody(_Model):

@@ -61,6 +61,8 @@ class ServerSettings(BaseModel):
     ws_ping_interval_s: float = Field(default=30.0, gt=0)
     ws_pong_timeout_s: float = Field(default=10.0, gt=0)
     scan_on_start: bool = True
+    analysis_workers: int = Field(default=1, ge=0, le=64)
+    """Threads analysing new tracks after a scan (0: no analysis)."""
 
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> ServerSettings:

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import HTTPException, Request
 
 from tonearm.jobs.engine import JobEngine, JobEvent, JobState
+from tonearm.jobs.library_analysis import mastering_analysis
 from tonearm.library.job_store import JobStore
 from tonearm.library.manager import LibraryManager
 from tonearm.server.hub import Hub
 
 if TYPE_CHECKING:
+    from tonearm.library.analysis import AnalysisProgress
     from tonearm.library.scanner import ScanProgress, ScanResult
     from tonearm.server.settings import ServerSettings
 
@@ -66,7 +68,7 @@ class RateLimiter:
 @dataclasses.dataclass(frozen=True, slots=True)
 class ScanStatus:
     state: str
-    """``idle``, ``running``, ``done``, ``cancelled`` or ``failed``."""
+    """``idle``, ``running`` (scanning), ``analysing``, ``done``, ``cancelled`` or ``failed``."""
     files_seen: int = 0
     added: int = 0
     updated: int = 0
@@ -77,15 +79,22 @@ class ScanStatus:
     files_per_s: float = 0.0
     elapsed_s: float = 0.0
     error: str | None = None
+    analysed: int = 0
+    """Tracks analysed after the scan (loudness, true peak, LRA, fingerprint)."""
+    analysis_pending: int = 0
 
 
 class ScanController:
-    """One library scan at a time, in a background thread, with progress on the hub."""
+    """One library scan at a time, in a background thread, with progress on the hub; then
+    the analysis of the tracks that need it (``analysis_workers`` threads; 0: none)."""
 
-    def __init__(self, library: LibraryManager, hub: Hub, roots: list[str]) -> None:
+    def __init__(
+        self, library: LibraryManager, hub: Hub, roots: list[str], *, analysis_workers: int = 1
+    ) -> None:
         self._library = library
         self._hub = hub
         self._roots = roots
+        self._analysis_workers = analysis_workers
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -151,10 +160,39 @@ class ScanController:
             if result.status != "cancelled":
                 scanned = set(self._library.settings.get(SCANNED_ROOTS_KEY, []) or [])
                 self._library.settings.set(SCANNED_ROOTS_KEY, sorted(scanned | set(self._roots)))
+                self._hub.publish_threadsafe("library", "library.changed", {"reason": "scan"})
+                if self._analysis_workers > 0:
+                    self._analyse()
         except Exception as exc:  # reported, not raised: this is a background thread
             self.status = ScanStatus("failed", error=str(exc))
         self._hub.publish_threadsafe("scan", "scan.finished", dataclasses.asdict(self.status))
-        self._hub.publish_threadsafe("library", "library.changed", {"reason": "scan"})
+        self._hub.publish_threadsafe("library", "library.changed", {"reason": "analysis"})
+
+    def _analyse(self) -> None:
+        finished = self.status
+
+        def progress(event: AnalysisProgress) -> None:
+            self.status = dataclasses.replace(
+                finished,
+                state="analysing",
+                analysed=event.done,
+                analysis_pending=event.total - event.done,
+            )
+            self._hub.publish_threadsafe("scan", "scan.progress", dataclasses.asdict(self.status))
+
+        self.status = dataclasses.replace(finished, state="analysing")
+        summary = self._library.analyse(
+            mastering_analysis,
+            workers=self._analysis_workers,
+            cancel=self._cancel,
+            on_progress=progress,
+        )
+        self.status = dataclasses.replace(
+            finished,
+            state="cancelled" if summary.cancelled else finished.state,
+            analysed=summary.analysed,
+            analysis_pending=summary.remaining,
+        )
 
     def join(self, timeout_s: float = SCAN_JOIN_S) -> None:
         thread = self._thread
@@ -173,7 +211,10 @@ class ServerState:
         self.library = LibraryManager(settings.database)
         self.limiter = RateLimiter(settings.heavy_requests_per_minute)
         self.scans = ScanController(
-            self.library, self.hub, [str(root) for root in settings.library_roots]
+            self.library,
+            self.hub,
+            [str(root) for root in settings.library_roots],
+            analysis_workers=settings.analysis_workers,
         )
         self.engine = JobEngine(
             workers=settings.workers,
