@@ -77,6 +77,9 @@ def serve(
         ShutdownPolicy,
         typer.Option("--on-shutdown", help="Running jobs on SIGTERM: finish or cancel them."),
     ] = ShutdownPolicy.cancel,
+    no_scan: Annotated[
+        bool, typer.Option("--no-scan", help="Do not scan new library folders on start.")
+    ] = False,
     allow_origin: Annotated[
         list[str] | None,
         typer.Option("--allow-origin", help="Another origin browsers may connect from."),
@@ -107,6 +110,7 @@ def serve(
                 executor=executor.value,
                 on_shutdown=on_shutdown.value,
                 allowed_origins=tuple(allow_origin or ()),
+                scan_on_start=not no_scan,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
