@@ -1,0 +1,1 @@
+"""Benchmark scripts (run them as files: `.venv/bin/python benchmarks/NAME.py`)."""
