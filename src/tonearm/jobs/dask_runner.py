@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -129,6 +130,7 @@ class DaskRunner:
         self._topic = f"tonearm-progress-{uuid.uuid4().hex[:8]}"
         self._cluster: Any = None
         self._workers = workers
+        self._resize_lock = threading.Lock()
         if scheduler is None:
             self._cluster = _local_cluster(LocalCluster, workers)
             self._client = Client(self._cluster, set_as_default=False)
@@ -178,15 +180,39 @@ class DaskRunner:
             result: RunResult = future.result(timeout=timeout_s)
         finally:
             future.release()
+            self._retire_idle()  # a surplus worker that was busy may go now
         return result
 
     def resize(self, workers: int) -> None:
-        """Scale the LocalCluster to ``workers`` (a remote cluster is sized by its owner)."""
+        """Scale the LocalCluster to ``workers`` (a remote cluster is sized by its owner).
+
+        Growing starts workers at once. Shrinking retires idle workers only (``scale`` would
+        stop the newest, busy or not, and dask would run its job again elsewhere); a busy
+        surplus worker goes when its job ends.
+        """
         self._workers = workers
-        if self._cluster is not None:
+        if self._cluster is None:
+            return
+        if workers > len(self._cluster.worker_spec):
             with _worker_environment():
                 self._cluster.scale(workers)
                 self._client.wait_for_workers(workers, timeout=CONNECT_TIMEOUT_S)
+        self._retire_idle()
+
+    def _retire_idle(self) -> None:
+        """Stop idle LocalCluster workers while there are more than asked for."""
+        cluster = self._cluster
+        if cluster is None:
+            return
+        with self._resize_lock:
+            surplus = len(cluster.worker_spec) - self._workers
+            if surplus <= 0:
+                return
+            busy = {address for address, keys in self._client.processing().items() if keys}
+            workers = self._client.scheduler_info(n_workers=-1)["workers"]
+            idle = [info["name"] for address, info in workers.items() if address not in busy]
+            if idle:
+                cluster.sync(cluster.scale_down, idle[:surplus])
 
     def shutdown(self) -> None:
         with contextlib.suppress(Exception):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import glob
 import hashlib
 import json
 import os
@@ -182,6 +183,20 @@ def _fraction(event: ProgressEvent) -> float:
             return min(1.0, done + weight * event.fraction)
         done += weight
     return min(1.0, done)
+
+
+def _remove_staging_files(output_path: str) -> None:
+    """Remove what an unfinished master of ``output_path`` may have left: ``master_file``
+    cleans up after itself, but not a worker process that was killed mid-write."""
+    target = Path(output_path)
+    name = glob.escape(target.name)
+    # the staging file (".NAME.TOKEN.tonearm-stage.EXT") and the writer's temporary file
+    # beside it (a dot before the staging file's name)
+    for pattern in (f".{name}.*.tonearm-*", f"..{name}.*.tonearm-*"):
+        with contextlib.suppress(OSError):
+            for leftover in target.parent.glob(pattern):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
 
 
 def _make_runner(
@@ -408,6 +423,9 @@ class JobEngine:
             self._finish(job, JobState.FAILED, error=f"{spec.input_path}: {exc.strerror or exc}")
         except Exception as exc:  # a bug in one job must not take the worker down
             self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            if job.status.state is not JobState.DONE:
+                _remove_staging_files(spec.output_path)
 
     def _run_on_executor(self, job: _Job) -> RunResult:
         job_id = job.status.job_id

@@ -20,8 +20,11 @@ import multiprocessing
 import queue
 import threading
 from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tonearm.errors import TonearmError
 from tonearm.jobs.runners import RunResult, master_job, process_name
 
 if TYPE_CHECKING:
@@ -36,6 +39,9 @@ PROGRESS_QUEUE_SIZE = 10_000
 DRAIN_WAIT_S = 0.1
 WARM_UP_S = 120.0
 """The longest a warm-up task waits for its siblings (one per worker process)."""
+DONE_STAGE = "__done__"
+"""A job's last progress message: the engine has seen all of its progress once it arrives."""
+FLUSH_WAIT_S = 2.0
 
 
 def _import_engine() -> None:
@@ -61,14 +67,18 @@ def _master(spec: JobSpec, pipeline: bool, job_id: str, cancel: Any, progress: A
         with contextlib.suppress(queue.Full):
             progress.put_nowait((job, stage, done, total))
 
-    return master_job(
-        spec,
-        pipeline=pipeline,
-        job_id=job_id,
-        cancel=cancel,
-        progress=report,
-        worker=process_name(),
-    )
+    try:
+        return master_job(
+            spec,
+            pipeline=pipeline,
+            job_id=job_id,
+            cancel=cancel,
+            progress=report,
+            worker=process_name(),
+        )
+    finally:  # after every progress message of this job, on the same queue
+        with contextlib.suppress(queue.Full):
+            progress.put((job_id, DONE_STAGE, 0, 0), timeout=FLUSH_WAIT_S)
 
 
 class ProcessRunner:
@@ -81,6 +91,8 @@ class ProcessRunner:
         self._manager = self._context.Manager()
         self._progress_queue = self._manager.Queue(PROGRESS_QUEUE_SIZE)
         self._lock = threading.Lock()
+        self._workers = workers
+        self._flushed: dict[str, threading.Event] = {}
         self._retired: list[ProcessPoolExecutor] = []
         self._pool, self._warming = self._start_pool(workers)
         self._on_progress = progress
@@ -115,17 +127,38 @@ class ProcessRunner:
     def run(
         self, spec: JobSpec, *, job_id: str, pipeline: bool, cancel: CancelFlag, timeout_s: float
     ) -> RunResult:
+        flushed = threading.Event()
         with self._lock:
-            future = self._pool.submit(
-                _master, spec, pipeline, job_id, cancel, self._progress_queue
-            )
-        result: RunResult = future.result(timeout=timeout_s)
-        return result
+            self._flushed[job_id] = flushed
+            pool = self._pool
+            future = pool.submit(_master, spec, pipeline, job_id, cancel, self._progress_queue)
+        try:
+            result: RunResult = future.result(timeout=timeout_s)
+            flushed.wait(FLUSH_WAIT_S)  # the job's progress reaches the engine before its end
+            return result
+        except BrokenProcessPool:
+            self._replace_broken(pool)
+            raise TonearmError(
+                f"the worker process mastering '{Path(spec.input_path).name}' died "
+                "(killed, or out of memory)"
+            ) from None
+        finally:
+            with self._lock:
+                self._flushed.pop(job_id, None)
+
+    def _replace_broken(self, pool: ProcessPoolExecutor) -> None:
+        """A worker died: the pool refuses every job from now on, so start a new one."""
+        with self._lock:
+            if self._pool is not pool:  # another job's thread replaced it already
+                return
+            self._retired.append(pool)
+            self._pool, self._warming = self._start_pool(self._workers)
 
     def resize(self, workers: int) -> None:
         """A pool of ``workers`` processes for the next jobs; the old one finishes its own."""
         pool, warming = self._start_pool(workers)
         with self._lock:
+            self._workers = workers
             old, self._pool, self._warming = self._pool, pool, warming
             self._retired.append(old)
         old.shutdown(wait=False)
@@ -138,6 +171,12 @@ class ProcessRunner:
                 continue
             except (EOFError, OSError, BrokenPipeError):  # the manager has gone: shutting down
                 return
+            if stage == DONE_STAGE:
+                with self._lock:
+                    flushed = self._flushed.get(job_id)
+                if flushed is not None:
+                    flushed.set()
+                continue
             with contextlib.suppress(Exception):
                 self._on_progress(job_id, stage, done, total)
 
