@@ -1,4 +1,4 @@
-"""Parallel processing: job-engine batches and library resource contention (plan 1-10, 21-25).
+"""Parallel processing: job-engine batches, its process pool, library contention (plan 1-25).
 
 The resource-contention tests are here: two connection pools on one database (like two
 processes), writers queueing for the write lock, the QueryCache's lock under 16 threads, lock
@@ -6,25 +6,35 @@ orders that could deadlock, and a writer among floods of readers. They run the r
 both backends of ``database_url`` (a SQLite file in WAL mode and a throwaway PostgreSQL server).
 The multi-file batch tests (plan tests 1-10) are here too: they run the job engine
 (``tonearm.jobs.engine``) on short synthetic files and check results, spread over workers,
-memory, failures, progress, cancellation and priorities. The process-pool tests (plan
-tests 11-20) come later.
+memory, failures, progress, cancellation and priorities. The process-pool tests (plan tests
+11-20) run the engine's process executor (``executor="process"``): start-up, how jobs spread
+over the worker processes, their memory and CPU time (measured with psutil and ``/proc``, see
+``tests/concurrency/processes.py``), scaling from 1 process to 2, cached and failing jobs beside
+CPU-bound ones, and resizing the pool while it works. Most share one 2-process engine (a pool
+start-up costs about 2 s); each masters its own files.
 
 Every wait is bounded; timings are printed, never asserted tightly: the suite runs on busy
-2-core machines.
+2-core machines. Where a test needs parallelism, it measures how many worker processes were
+running or ready to run (a figure a busy machine does not shrink), and asserts a wall-clock
+speed-up only where the rest of the machine left the cores free.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
+import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg.errors
 import pytest
 import soundfile as sf
@@ -33,6 +43,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tests.concurrency.helpers import map_concurrent, measure_concurrency_speedup, run_concurrent
+from tests.concurrency.processes import (
+    CpuMeter,
+    CpuUse,
+    PeakRss,
+    alive,
+    children,
+    cpu_seconds,
+    pid_of,
+    rss_bytes,
+    wait_gone,
+)
 from tests.library.rows import add_tracks
 from tests.mastering import synth
 from tonearm.jobs.admission import estimate_job_bytes
@@ -791,3 +812,520 @@ def test_batch_processing_priority_queue(tmp_path: Path) -> None:
         for _, job_id in sorted(zip(priorities, queued, strict=True), key=lambda pair: -pair[0])
     ]
     assert started == [first, *expected]
+
+
+# ---------------------------------------------------------------------------------------------
+# The process pool: the job engine's process executor (plan tests 11-20)
+# ---------------------------------------------------------------------------------------------
+
+POOL_WORKERS = 2
+"""A worker process per core of the 2-core test machine."""
+POOL_READY_S = 120.0
+"""Bound on the wait for a pool's worker processes (normally about 2 s: spawn and imports)."""
+MIB = 2**20
+IDLE_WORKER_RSS_BOUND = 300 * MIB
+"""Bound on an idle worker process's resident memory (measured: about 120 MiB)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pool:
+    """A process-executor engine, its worker processes' names, and every event it emitted."""
+
+    engine: JobEngine
+    names: list[str]
+    log: _EventLog
+
+    @property
+    def pids(self) -> list[int]:
+        return [pid_of(name) for name in self.names]
+
+
+def _process_engine(workers: int, **options: Any) -> JobEngine:
+    """A process-executor engine whose jobs run on one thread each (``pipeline=False``, what the
+    engine chooses itself with a worker per core), so a job keeps one core busy."""
+    return JobEngine(workers=workers, executor="process", pipeline=False, **options)
+
+
+@pytest.fixture(scope="module")
+def shared_process_pool() -> Iterator[_Pool]:
+    log = _EventLog()
+    with _process_engine(POOL_WORKERS, on_event=log) as engine:
+        yield _Pool(engine, engine.ready(timeout_s=POOL_READY_S), log)
+
+
+@pytest.fixture
+def job_pool(shared_process_pool: _Pool) -> _Pool:
+    """The module's 2-process engine (one pool start-up for the tests that share it), checked
+    whole before each test: the same worker processes up, both engine threads, nothing queued or
+    running, no memory reserved. Each test masters its own files, in its own ``tmp_path``, so
+    the result cache never serves one test's job from another test's output."""
+    pool = shared_process_pool
+    assert pool.engine.ready(timeout_s=POOL_READY_S) == pool.names
+    assert all(alive(psutil.Process(pid)) for pid in pool.pids)
+    assert pool.engine.workers == POOL_WORKERS
+    assert all(status.state.finished for status in pool.engine.jobs())
+    assert pool.engine.memory.in_use_bytes == 0
+    return pool
+
+
+def _specs(inputs: list[Path], out_dir: Path, **options: Any) -> list[JobSpec]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [JobSpec(str(p), str(out_dir / p.name), **options) for p in inputs]
+
+
+def _master_all(engine: JobEngine, specs: list[JobSpec]) -> tuple[list[JobStatus], float]:
+    """Submit ``specs``, wait for them all (by one deadline); their final statuses, in order,
+    and the wall time from the first submit to the last job's end."""
+    began = time.perf_counter()
+    ids = [engine.submit(spec) for spec in specs]
+    deadline = time.monotonic() + BATCH_TIMEOUT_S
+    statuses = [engine.wait(i, timeout_s=max(0.0, deadline - time.monotonic())) for i in ids]
+    return statuses, time.perf_counter() - began
+
+
+def _span(status: JobStatus) -> tuple[float, float]:
+    assert status.started_at is not None, f"job {status.job_id} never ran"
+    assert status.finished_at is not None, f"job {status.job_id} never finished"
+    return status.started_at, status.finished_at
+
+
+def _overlaps(statuses: list[JobStatus]) -> list[tuple[JobStatus, JobStatus]]:
+    """The pairs of jobs whose runs (``started_at`` to ``finished_at``) overlap in time."""
+    return [
+        (a, b)
+        for a, b in itertools.combinations(statuses, 2)
+        if _span(a)[0] < _span(b)[1] and _span(b)[0] < _span(a)[1]
+    ]
+
+
+def _workers_of(statuses: list[JobStatus]) -> Counter[str | None]:
+    return Counter(status.worker for status in statuses)
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(180)
+def test_process_pool_startup_time(tmp_path: Path) -> None:
+    """A 2-process engine is up (``ready()``) well within 60 s: two worker processes with
+    distinct pids, children of this process, beside one manager process. The first jobs run
+    on those warm workers: no process starts for them. Shutdown leaves no process behind."""
+    inputs = _mixes(tmp_path / "in", 4, 1.0, channels=2)
+    before = {child.pid for child in children()}
+    began = time.perf_counter()
+    engine = _process_engine(POOL_WORKERS)
+    try:
+        constructed_s = time.perf_counter() - began
+        names = engine.ready(timeout_s=POOL_READY_S)
+        ready_s = time.perf_counter() - began
+        started = [child for child in children() if child.pid not in before]
+        pids = [pid_of(name) for name in names]
+        assert len(set(pids)) == POOL_WORKERS, names
+        assert set(pids) <= {child.pid for child in started}
+        # the workers and the manager (its queue carries progress, its events cancellation)
+        assert len(started) == POOL_WORKERS + 1, [child.cmdline()[-1] for child in started]
+
+        statuses, batch_s = _master_all(engine, _specs(inputs, tmp_path / "out"))
+        _assert_all_done(inputs, tmp_path / "out", statuses)
+        assert set(_workers_of(statuses)) <= set(names)
+        assert {child.pid for child in children() if child.pid not in before} == {
+            child.pid for child in started
+        }, "a process was started for the jobs"
+        first_job_s = _span(statuses[0])[1] - statuses[0].submitted_at
+    finally:
+        stopping = time.perf_counter()
+        engine.shutdown()
+        shutdown_s = time.perf_counter() - stopping
+    assert wait_gone(started, timeout_s=30.0) == [], "processes left after shutdown"
+    print(
+        f"\nprocess pool of {POOL_WORKERS}: engine made in {constructed_s:.2f} s, workers up "
+        f"after {ready_s:.2f} s; first job done {first_job_s * 1000:.0f} ms after its submit, "
+        f"{len(inputs)} jobs in {batch_s:.2f} s; shut down in {shutdown_s:.2f} s"
+    )
+    assert ready_s < 60.0  # normally about 2 s: spawning 3 interpreters and their imports
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(180)
+def test_process_pool_task_distribution(job_pool: _Pool, tmp_path: Path) -> None:
+    """12 equal jobs on 2 worker processes: all done, each ran on one of the pool's processes,
+    and each process ran at least a quarter of them."""
+    inputs = _mixes(tmp_path / "in", 12, 2.0, channels=2)
+    statuses, elapsed = _master_all(job_pool.engine, _specs(inputs, tmp_path / "out"))
+    _assert_all_done(inputs, tmp_path / "out", statuses)
+    counts = _workers_of(statuses)
+    print(f"\n{len(inputs)} jobs in {elapsed:.2f} s: {dict(counts)}")
+    assert not any(status.cached for status in statuses)
+    assert set(counts) == set(job_pool.names)  # on every worker, and on nothing else
+    assert min(counts.values()) >= len(inputs) // 4, f"unevenly spread: {dict(counts)}"
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(180)
+def test_process_pool_worker_utilization(job_pool: _Pool, tmp_path: Path) -> None:
+    """8 jobs of 12 s: every worker process ran jobs, did at least a fifth of the workers' CPU
+    work, and was kept busy (running, or ready to run and waiting for a core) at least half of
+    the batch's time; so both computed at once, and jobs overlapped on different workers."""
+    inputs = _mixes(tmp_path / "in", 8, 12.0, channels=2)
+    with CpuMeter(job_pool.pids) as meter:
+        statuses, _ = _master_all(job_pool.engine, _specs(inputs, tmp_path / "out"))
+    use = meter.use
+    _assert_all_done(inputs, tmp_path / "out", statuses)
+    assert set(_workers_of(statuses)) == set(job_pool.names)
+    shares = {pid: cpu / use.all_workers_s for pid, cpu in use.workers_s.items()}
+    busy = {pid: runnable / use.wall_s for pid, runnable in use.runnable_s.items()}
+    print(
+        f"\n{len(inputs)} jobs in {use.wall_s:.2f} s: "
+        + ", ".join(
+            f"pid {pid} {use.workers_s[pid]:.2f} s CPU, busy {busy[pid]:.0%}" for pid in shares
+        )
+        + f" ({use.all_workers_s / use.wall_s:.2f} cores used, {use.spare_cores:.2f} left free)"
+    )
+    assert all(share >= 0.2 for share in shares.values()), f"a worker did little: {shares}"
+    assert all(fraction >= 0.5 for fraction in busy.values()), f"a worker sat idle: {busy}"
+    concurrent = [(a, b) for a, b in _overlaps(statuses) if a.worker != b.worker]
+    assert concurrent, "no two jobs ever ran at once"
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(180)
+def test_process_pool_memory_per_worker(job_pool: _Pool, tmp_path: Path) -> None:
+    """An idle worker process stays under 300 MiB resident. While mastering 30 s files, a
+    worker's peak over its idle RSS stays within the engine's estimate of one job's peak
+    (``estimate_job_bytes``, what the memory budget reserves), and after the jobs its RSS is
+    back within that of idle: no job's memory piles up in a worker."""
+    inputs = _mixes(tmp_path / "in", 6, 30.0, channels=2)
+    frames, channels, rate = _shape(inputs[0])
+    need = estimate_job_bytes(frames=frames, channels=channels, sample_rate=rate)
+    processes = {pid: psutil.Process(pid) for pid in job_pool.pids}
+    idle = {pid: rss_bytes(process) for pid, process in processes.items()}
+    unique = {pid: int(process.memory_full_info().uss) for pid, process in processes.items()}
+    with PeakRss(job_pool.pids) as peak:
+        statuses, _ = _master_all(job_pool.engine, _specs(inputs, tmp_path / "out"))
+    after = {pid: rss_bytes(process) for pid, process in processes.items()}
+    _assert_all_done(inputs, tmp_path / "out", statuses)
+    assert set(_workers_of(statuses)) == set(job_pool.names)
+    print(
+        f"\nestimate of one job {need / MIB:.0f} MiB; peaks "
+        f"{'from VmHWM' if peak.exact else 'sampled'}:"
+    )
+    for pid in processes:
+        print(
+            f"  pid {pid}: idle RSS {idle[pid] / MIB:.0f} MiB (unique {unique[pid] / MIB:.0f}),"
+            f" peak +{(peak.peak[pid] - peak.baseline[pid]) / MIB:.0f} MiB,"
+            f" after {after[pid] / MIB:.0f} MiB"
+        )
+    for pid in processes:
+        assert idle[pid] < IDLE_WORKER_RSS_BOUND, f"pid {pid}: {idle[pid] / MIB:.0f} MiB idle"
+        assert peak.peak[pid] - peak.baseline[pid] <= need, f"pid {pid} went over the estimate"
+        assert after[pid] - idle[pid] <= need, f"pid {pid} kept its jobs' memory"
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(240)
+def test_process_pool_scaling_efficiency(job_pool: _Pool, tmp_path: Path) -> None:
+    """The same 8 jobs of 16 s on a warm pool of 1 process and of 2, twice each (fresh inputs
+    each time: the result cache would serve repeats): the same output bytes from both pools;
+    the engine keeps 2 processes supplied (on average at least 1.5 of them running or ready to
+    run, a figure a busy machine does not shrink); and 2 processes reach at least 60% of the
+    speed-up the cores left free by the rest of the machine allowed: 1.2x on 2 free cores,
+    0.6x (not much slower) where other work left the pool one core."""
+    runs = [_mixes(tmp_path / f"in-{k}", 8, 16.0, channels=2, seed=100 * k) for k in range(2)]
+    uses: dict[int, list[CpuUse]] = {1: [], 2: []}
+    with _process_engine(1) as single:
+        single_pids = [pid_of(name) for name in single.ready(timeout_s=POOL_READY_S)]
+        assert len(single_pids) == 1  # up before the timing starts
+        for k, inputs in enumerate(runs):
+            for workers, engine, pids in (
+                (1, single, single_pids),
+                (2, job_pool.engine, job_pool.pids),
+            ):
+                out_dir = tmp_path / f"out-{workers}-{k}"
+                with CpuMeter(pids) as meter:
+                    statuses, _ = _master_all(engine, _specs(inputs, out_dir))
+                _assert_all_done(inputs, out_dir, statuses)
+                assert not any(status.cached for status in statuses)
+                uses[workers].append(meter.use)
+    for k, inputs in enumerate(runs):
+        for path in inputs:
+            assert _digest(tmp_path / f"out-2-{k}" / path.name) == _digest(
+                tmp_path / f"out-1-{k}" / path.name
+            ), path.name
+    one, two = (min(uses[workers], key=lambda use: use.wall_s) for workers in (1, 2))
+    speedup = one.wall_s / two.wall_s
+    supplied = max(use.runnable_workers for use in uses[2])
+    # What the machine allowed: 2 processes can use 2 free cores, 1 process one.
+    allowed = min(2.0, max(0.1, two.spare_cores)) / min(1.0, max(0.1, one.spare_cores))
+    print(
+        f"\n8 x 16 s: 1 process {one.wall_s:.2f} s, 2 processes {two.wall_s:.2f} s: "
+        f"{speedup:.2f}x, efficiency {speedup / 2:.0%}; processes running or ready "
+        + ", ".join(f"{use.runnable_workers:.2f}" for use in [*uses[1], *uses[2]])
+        + "; cores left free "
+        + ", ".join(f"{use.spare_cores:.2f}" for use in [*uses[1], *uses[2]])
+        + f" of {two.cores}: {allowed:.2f}x allowed"
+    )
+    assert supplied >= 1.5, f"the engine kept only {supplied:.2f} of 2 processes going"
+    assert speedup >= 0.6 * allowed, f"{speedup:.2f}x where the free cores allowed {allowed:.2f}x"
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(180)
+def test_process_pool_cpu_utilization(job_pool: _Pool, tmp_path: Path) -> None:
+    """Running jobs elsewhere costs little: this process and the manager use at most a quarter
+    of the CPU time the workers spend mastering. Idle, nothing spins: over 1 s the workers use
+    no more than 50 ms of CPU, and this process (the engine's threads) with the manager 200 ms."""
+    inputs = _mixes(tmp_path / "in", 6, 16.0, channels=2)
+    with CpuMeter(job_pool.pids) as busy_meter:
+        statuses, _ = _master_all(job_pool.engine, _specs(inputs, tmp_path / "out"))
+    with CpuMeter(job_pool.pids) as idle_meter:
+        time.sleep(1.0)
+    busy, idle = busy_meter.use, idle_meter.use
+    _assert_all_done(inputs, tmp_path / "out", statuses)
+    print(
+        f"\nbusy {busy.wall_s:.2f} s: workers {busy.all_workers_s:.2f} s CPU "
+        f"({busy.all_workers_s / busy.wall_s:.2f} cores), this process {busy.parent_s:.3f} s, "
+        f"manager {busy.helpers_s:.3f} s ({busy.overhead_s / busy.all_workers_s:.1%}); "
+        f"idle {idle.wall_s:.2f} s: workers {idle.all_workers_s:.3f} s, "
+        f"the rest {idle.overhead_s:.3f} s"
+    )
+    assert busy.overhead_s <= 0.25 * busy.all_workers_s
+    assert idle.all_workers_s <= 0.05, "idle worker processes use the CPU"
+    assert idle.overhead_s <= 0.2, "the idle engine uses the CPU"
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(180)
+def test_process_pool_io_bound_tasks(job_pool: _Pool, tmp_path: Path) -> None:
+    """I/O-only jobs never reach the worker processes (the workers use no CPU meanwhile):
+
+    * a repeat of a finished job (same input and settings, a new output path) is served from
+      the result cache: a byte-identical copy, the earlier report, ``cached`` and no worker;
+    * the very same job again reuses its output, untouched;
+    * a missing input fails at once, with the file's name, never run;
+    * an input that changed since (a new modification time) is mastered again, on a worker.
+    """
+    inputs = _mixes(tmp_path / "in", 2, 10.0, channels=2)
+    first, _ = _master_all(job_pool.engine, _specs(inputs, tmp_path / "first"))
+    _assert_all_done(inputs, tmp_path / "first", first)
+    assert set(_workers_of(first)) <= set(job_pool.names)
+    originals = {s.spec.input_path: s for s in first}
+    copies = [
+        JobSpec(str(p), str(tmp_path / f"copies-{k}" / p.name)) for k in range(4) for p in inputs
+    ]
+    for spec in copies:
+        Path(spec.output_path).parent.mkdir(exist_ok=True)
+    same = first[0].spec
+    same_output = Path(same.output_path)
+    untouched = same_output.stat().st_mtime_ns
+    missing = JobSpec(str(tmp_path / "in" / "missing.wav"), str(tmp_path / "missing.wav"))
+    with CpuMeter(job_pool.pids) as meter:
+        statuses, elapsed = _master_all(job_pool.engine, [*copies, same, missing])
+    *copied, reused, failed = statuses
+    for status in copied:
+        original = originals[status.spec.input_path]
+        assert (status.state, status.cached, status.worker) == (JobState.DONE, True, None)
+        assert status.started_at is None  # never handed to the pool
+        assert _digest(Path(status.spec.output_path)) == _digest(Path(original.spec.output_path))
+        assert status.report is not None
+        assert original.report is not None
+        assert status.report["output_path"] == status.spec.output_path
+        assert {k: v for k, v in status.report.items() if k != "output_path"} == original.report
+    assert (reused.state, reused.cached, reused.worker) == (JobState.DONE, True, None)
+    assert same_output.stat().st_mtime_ns == untouched
+    assert (failed.state, failed.worker, failed.started_at) == (JobState.FAILED, None, None)
+    assert "missing.wav" in (failed.error or "")
+    assert "No such file" in (failed.error or "")
+    assert not Path(missing.output_path).exists()
+    for k in range(4):
+        assert _leftovers(tmp_path / f"copies-{k}") == []
+    assert meter.use.all_workers_s <= 0.05, "I/O-only jobs went to the worker processes"
+
+    changed = inputs[1]
+    info = changed.stat()
+    os.utime(changed, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))
+    (again,), _ = _master_all(job_pool.engine, _specs([changed], tmp_path / "again"))
+    assert (again.state, again.cached) == (JobState.DONE, False)
+    assert again.worker in job_pool.names
+    assert _digest(tmp_path / "again" / changed.name) == _digest(tmp_path / "first" / changed.name)
+    print(
+        f"\n{len(copied)} cached copies, a reuse and a missing input in {elapsed * 1000:.0f} ms "
+        f"(workers' CPU meanwhile {meter.use.all_workers_s:.2f} s)"
+    )
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(180)
+def test_process_pool_cpu_bound_tasks(job_pool: _Pool, tmp_path: Path) -> None:
+    """6 jobs of 16 s: mastered on one engine thread in this process for reference, then on
+    the pool. The pool's outputs and reports are the same; its worker processes spend at
+    least half the CPU time the reference took, and this process at most a quarter of it."""
+    inputs = _mixes(tmp_path / "in", 6, 16.0, channels=2, seed=40)
+    cpu_before = cpu_seconds(psutil.Process())
+    reference, reference_s = _run_batch(inputs, tmp_path / "ref", workers=1, pipeline=False)
+    reference_cpu = cpu_seconds(psutil.Process()) - cpu_before
+    _assert_all_done(inputs, tmp_path / "ref", reference)
+    with CpuMeter(job_pool.pids) as meter:
+        statuses, elapsed = _master_all(job_pool.engine, _specs(inputs, tmp_path / "out"))
+    use = meter.use
+    _assert_all_done(inputs, tmp_path / "out", statuses)
+    assert set(_workers_of(statuses)) <= set(job_pool.names)
+    for status, expected in zip(statuses, reference, strict=True):
+        name = Path(status.spec.input_path).name
+        assert _digest(tmp_path / "out" / name) == _digest(tmp_path / "ref" / name), name
+        assert status.report is not None
+        assert expected.report is not None
+        assert status.report["output"] == {
+            **expected.report["output"],
+            "path": status.spec.output_path,
+        }
+    print(
+        f"\n6 x 16 s: in this process {reference_s:.2f} s ({reference_cpu:.2f} s CPU); "
+        f"on the pool {elapsed:.2f} s: workers {use.all_workers_s:.2f} s CPU, "
+        f"this process {use.parent_s:.3f} s"
+    )
+    assert use.all_workers_s >= 0.5 * reference_cpu, "the workers did not do the mastering"
+    assert use.parent_s <= 0.25 * reference_cpu, "the mastering ran in this process"
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(180)
+def test_process_pool_mixed_workload(job_pool: _Pool, tmp_path: Path) -> None:
+    """CPU jobs (stereo and mono), cached repeats, a job on a repeated input with other
+    settings, a truncated file and an impossible loudness target, interleaved: each ends as it
+    should. Masters are byte-identical to this process's, copies to their originals; the
+    failures fail alone with a one-line error naming the cause, leave no output, and leave the
+    worker processes up."""
+    cpu_inputs = [
+        *_mixes(tmp_path / "in", 4, 8.0, channels=2, seed=50),
+        *_mixes(tmp_path / "in-mono", 2, 6.0, seed=60),
+    ]
+    repeated = _mixes(tmp_path / "orig", 2, 8.0, channels=2, seed=70)
+    out = tmp_path / "out"
+    first, _ = _master_all(job_pool.engine, _specs(repeated, out / "orig"))
+    _assert_all_done(repeated, out / "orig", first)
+    truncated = _mix(tmp_path / "bad", "truncated.wav", 4.0, seed=80)
+    truncated.write_bytes(truncated.read_bytes()[:1500])  # the header, no audio
+    cpu_specs = [JobSpec(str(p), str(out / f"{p.parent.name}-{p.name}")) for p in cpu_inputs]
+    copy_specs = [
+        JobSpec(str(p), str(out / f"copy-{k}-{p.name}")) for k in range(2) for p in repeated
+    ]
+    apple = JobSpec(str(repeated[0]), str(out / "apple.wav"), target="apple")
+    broken = JobSpec(str(truncated), str(out / "truncated.wav"))
+    too_quiet = JobSpec(str(cpu_inputs[0]), str(out / "too-quiet.wav"), lufs=-50.0)
+    specs = [*cpu_specs[:2], *copy_specs[:2], broken, *cpu_specs[2:4], apple, too_quiet]
+    specs += [*copy_specs[2:], *cpu_specs[4:]]
+    statuses, elapsed = _master_all(job_pool.engine, specs)
+    by_output = {Path(s.spec.output_path).name: s for s in statuses}
+
+    for spec in [*cpu_specs, apple]:
+        status = by_output[Path(spec.output_path).name]
+        assert (status.state, status.cached) == (JobState.DONE, False), status.error
+        assert status.worker in job_pool.names
+        # its progress came back from the worker process, stage by stage
+        stages = {event.stage for event in job_pool.log.of(status.job_id)}
+        assert stages >= {"analyse", "render", "verify"}, stages
+    for spec in copy_specs:
+        status = by_output[Path(spec.output_path).name]
+        assert (status.state, status.cached, status.worker) == (JobState.DONE, True, None)
+        events = [event.state for event in job_pool.log.of(status.job_id)]
+        assert events == [JobState.QUEUED, JobState.DONE]  # never ran
+        source = out / "orig" / Path(spec.input_path).name
+        assert _digest(Path(spec.output_path)) == _digest(source)
+    (tmp_path / "ref").mkdir()
+    for spec in cpu_specs:
+        reference = tmp_path / "ref" / Path(spec.output_path).name
+        master_file(spec.input_path, reference)
+        assert _digest(Path(spec.output_path)) == _digest(reference), spec.output_path
+    apple_report = by_output["apple.wav"].report
+    spotify_report = first[0].report
+    assert apple_report is not None
+    assert spotify_report is not None
+    assert apple_report["output"]["integrated_lufs"] == pytest.approx(-16.0, abs=0.5)
+    assert spotify_report["output"]["integrated_lufs"] == pytest.approx(-14.0, abs=0.5)
+    assert apple_report["output"]["true_peak_dbtp"] <= -1.0 + 0.1
+
+    for spec, cause in ((broken, "truncated"), (too_quiet, "-50")):
+        status = by_output[Path(spec.output_path).name]
+        error = status.error or ""
+        assert status.state is JobState.FAILED, spec
+        assert cause in error, error
+        assert "\n" not in error
+        assert "Traceback" not in error
+        assert "internal error" not in error
+        assert not Path(spec.output_path).exists()
+    assert "truncated.wav" in (by_output["truncated.wav"].error or "")
+    assert by_output["too-quiet.wav"].started_at is not None  # it failed in a worker
+    assert job_pool.engine.ready(timeout_s=POOL_READY_S) == job_pool.names
+    assert _leftovers(out) == []
+    states = Counter(s.state.value for s in statuses)
+    print(f"\n{len(statuses)} mixed jobs in {elapsed:.2f} s: {dict(states)}")
+    assert states == {"done": len(statuses) - 2, "failed": 2}
+
+
+@pytest.mark.concurrency
+@pytest.mark.parallel
+@pytest.mark.timeout(240)
+def test_process_pool_dynamic_sizing(tmp_path: Path) -> None:
+    """``resize`` while running: shrunk to 1 while two long jobs run, both finish on the old
+    processes, which then exit, and the next jobs run one at a time on the one new process;
+    grown to 2, the jobs run on two new processes, two at a time."""
+    long = _mixes(tmp_path / "long", 2, 90.0, channels=2, seed=90)
+    small = _mixes(tmp_path / "in", 10, 8.0, channels=2, seed=100)
+    log = _EventLog()
+    with _process_engine(2, on_event=log) as engine:
+        first = engine.ready(timeout_s=POOL_READY_S)
+        first_processes = [psutil.Process(pid_of(name)) for name in first]
+        assert len(first) == 2
+        assert engine.workers == 2
+
+        ids = [engine.submit(spec) for spec in _specs(long, tmp_path / "out-long")]
+        deadline = time.monotonic() + BATCH_TIMEOUT_S
+        while not all(
+            any(event.fraction > 0 for event in log.of(job_id)) for job_id in ids
+        ):  # progress from a worker: both jobs are in the pool's processes
+            assert time.monotonic() < deadline, "the long jobs never started"
+            time.sleep(0.01)
+        resized_at = time.time()
+        engine.resize(1)
+        running = sum(not engine.status(job_id).state.finished for job_id in ids)
+        shrunk = engine.ready(timeout_s=POOL_READY_S)
+        shrunk_processes = [psutil.Process(pid_of(name)) for name in shrunk]
+        finished = [engine.wait(job_id, timeout_s=BATCH_TIMEOUT_S) for job_id in ids]
+        assert [s.state for s in finished] == [JobState.DONE] * 2
+        assert {s.worker for s in finished} <= set(first)  # finished where they started
+        assert running >= 1, "both long jobs ended before the resize"
+        assert len(shrunk) == 1
+        assert set(shrunk).isdisjoint(first)
+        deadline = time.monotonic() + 30.0
+        while engine.workers != 1:  # the surplus engine thread leaves after its job
+            assert time.monotonic() < deadline, f"still {engine.workers} worker threads"
+            time.sleep(0.02)
+        assert wait_gone(first_processes, timeout_s=30.0) == [], "the old pool stayed up"
+
+        one_at_a_time, one_s = _master_all(engine, _specs(small[:4], tmp_path / "out-1"))
+        _assert_all_done(small[:4], tmp_path / "out-1", one_at_a_time)
+        assert set(_workers_of(one_at_a_time)) == set(shrunk)
+        assert _overlaps(one_at_a_time) == [], "two jobs ran at once on a pool of 1"
+
+        engine.resize(2)
+        assert engine.workers == 2  # growing starts the engine threads at once
+        grown = engine.ready(timeout_s=POOL_READY_S)
+        assert len(grown) == 2
+        assert set(grown).isdisjoint([*first, *shrunk])
+        two_at_a_time, two_s = _master_all(engine, _specs(small[4:], tmp_path / "out-2"))
+        _assert_all_done(small[4:], tmp_path / "out-2", two_at_a_time)
+        assert set(_workers_of(two_at_a_time)) == set(grown)
+        assert _overlaps(two_at_a_time), "no two jobs ran at once on a pool of 2"
+        assert wait_gone(shrunk_processes, timeout_s=30.0) == []
+    print(
+        f"\nresized to 1 at {resized_at - _span(finished[0])[0]:.2f} s into the long jobs "
+        f"({running} still running): they ended on {sorted({str(s.worker) for s in finished})}; "
+        f"4 jobs on {shrunk} in {one_s:.2f} s, 6 on {grown} in {two_s:.2f} s"
+    )

@@ -14,6 +14,9 @@ converts to and from that at the edge.
   :class:`OutputFormat`; :class:`AtomicAudioWriter` and :func:`write_audio` write WAV/FLAC/AIFF
   (16-bit with TPDF dither, :func:`tpdf_dither_quantize`), MP3, OGG Vorbis and Opus through a
   temporary file renamed into place only on success.
+* :mod:`~tonearm.audio_io.wav_stream` — :class:`~tonearm.audio_io.wav_stream.WavLayout` and
+  :func:`~tonearm.audio_io.wav_stream.wav_bytes`: a WAV of known length served as a stream,
+  any byte range rendered on demand.
 """
 
 from tonearm.audio_io.decode import AudioReader, DecodedAudio, iter_blocks, read_audio

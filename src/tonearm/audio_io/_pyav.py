@@ -257,26 +257,57 @@ def _decode_arrays(
 
 
 def pyav_blocks(
-    path: Path, *, name: str, channels: int, frames: int, block_frames: int
+    path: Path,
+    *,
+    name: str,
+    channels: int,
+    frames: int,
+    block_frames: int,
+    start_frame: int = 0,
 ) -> Iterator[AudioArray]:
     """Decode ``path`` with PyAV into float32 ``(channels, block_frames)`` blocks.
 
-    Exactly ``frames`` frames are produced (encoder padding beyond them is dropped); the last block
-    may be shorter. Decoding fewer raises :class:`DecodeError` before the short last block.
+    Frames ``start_frame`` to ``frames`` are produced (those before ``start_frame`` are decoded
+    and dropped, encoder padding beyond ``frames`` is dropped); the last block may be shorter.
+    Decoding fewer raises :class:`DecodeError` before the short last block.
     """
+    if start_frame >= frames:
+        return
     with closing(_open(path, name)) as container:
         stream = container.streams.audio[0]
         arrays = _decode_arrays(container, stream, name=name, channels=channels)
         with closing(arrays):
             yield from _assemble(
-                arrays, name=name, channels=channels, frames=frames, block_frames=block_frames
+                _skip(arrays, start_frame),
+                name=name,
+                channels=channels,
+                frames=frames - start_frame,
+                block_frames=block_frames,
+                offset=start_frame,
             )
 
 
+def _skip(arrays: Iterator[AudioArray], frames: int) -> Iterator[AudioArray]:
+    """The decoded arrays less their first ``frames`` frames."""
+    for array in arrays:
+        if frames >= array.shape[1]:
+            frames -= array.shape[1]
+            continue
+        yield array[:, frames:] if frames else array
+        frames = 0
+
+
 def _assemble(
-    arrays: Iterator[AudioArray], *, name: str, channels: int, frames: int, block_frames: int
+    arrays: Iterator[AudioArray],
+    *,
+    name: str,
+    channels: int,
+    frames: int,
+    block_frames: int,
+    offset: int = 0,
 ) -> Iterator[AudioArray]:
-    """Copy decoded frames into fresh blocks, stopping at ``frames``.
+    """Copy decoded frames into fresh blocks, stopping at ``frames`` (``offset`` frames of the
+    stream were skipped before them: error messages count from the stream's start).
 
     Each block is allocated at its final size (the last one at the remainder), so nothing is
     sliced or copied twice.
@@ -300,7 +331,9 @@ def _assemble(
                     return
                 fill = 0
                 block = np.empty((channels, min(block_frames, remaining)), dtype=np.float32)
-    raise truncated_error(name, declared=frames, decoded=frames - remaining + fill)
+    raise truncated_error(
+        name, declared=offset + frames, decoded=offset + frames - remaining + fill
+    )
 
 
 def _check_finite(block: AudioArray, name: str) -> None:

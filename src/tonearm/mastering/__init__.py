@@ -15,6 +15,7 @@
 - ``plot``: the report figure (spectra, EQ curve, loudness over time), matplotlib on demand.
 - ``chain``: the plan as streaming stages (M/S EQ, compressor, true-peak limiter).
 - ``render``: ``master_file`` — file to file, verified, atomic.
+- ``stream``: a plan rendered as a stream of blocks from any frame (the server's player).
 - ``report``: the ``MasteringReport`` and its JSON.
 """
 

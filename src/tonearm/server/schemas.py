@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tonearm.mastering.targets import (
+    MAX_CEILING_DBTP,
+    MAX_TARGET_LUFS,
+    MIN_CEILING_DBTP,
+    MIN_TARGET_LUFS,
+    PRESETS,
+)
 
 if TYPE_CHECKING:
     from tonearm.library.records import AlbumRecord, PlaylistRecord, TrackRecord
@@ -20,6 +28,9 @@ __all__ = [
     "Artist",
     "Genre",
     "Health",
+    "Job",
+    "JobOptions",
+    "JobStateName",
     "Page",
     "PlayCount",
     "Playlist",
@@ -30,6 +41,7 @@ __all__ = [
     "Similar",
     "Stats",
     "Track",
+    "TrackJobRequest",
     "Version",
 ]
 
@@ -207,3 +219,59 @@ class ScanState(_Model):
 
 class ErrorBody(_Model):
     detail: Any
+
+
+JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
+MAX_JOB_PRIORITY = 100
+
+
+class JobOptions(_Model):
+    """How to master: a preset, optionally with its loudness or ceiling overridden."""
+
+    target: str = Field(default="spotify", max_length=32, json_schema_extra={"enum": [*PRESETS]})
+    lufs: float | None = Field(default=None, ge=MIN_TARGET_LUFS, le=MAX_TARGET_LUFS)
+    """Integrated loudness to reach instead of the preset's (LUFS)."""
+    ceiling_dbtp: float | None = Field(default=None, ge=MIN_CEILING_DBTP, le=MAX_CEILING_DBTP)
+    """True-peak ceiling instead of the preset's (dBTP)."""
+    priority: int = Field(default=0, ge=-MAX_JOB_PRIORITY, le=MAX_JOB_PRIORITY)
+    """Higher runs first; first come, first served within a priority."""
+
+    @field_validator("target")
+    @classmethod
+    def _known_target(cls, value: str) -> str:
+        name = value.strip().lower()
+        if name not in PRESETS:
+            raise ValueError(f"unknown target '{value}' (choose from {', '.join(PRESETS)})")
+        return name
+
+
+class TrackJobRequest(JobOptions):
+    """Master a library track."""
+
+    track_id: int
+
+
+class Job(_Model):
+    """A mastering job: live from the engine, or from the library's job history."""
+
+    id: str
+    state: JobStateName
+    stage: str | None
+    """``analyse``, ``plan``, ``render`` or ``verify`` while running."""
+    fraction: float
+    eta_s: float | None
+    error: str | None
+    worker: str | None
+    cached: bool
+    """Served from the result cache (the same input and settings were mastered before)."""
+    submitted_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    track_id: int | None
+    input_name: str
+    """The input's file name (never the server's path)."""
+    output_name: str
+    target: str
+    lufs: float | None
+    ceiling_dbtp: float | None
+    priority: int

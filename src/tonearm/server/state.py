@@ -22,6 +22,7 @@ from tonearm.jobs.library_analysis import mastering_analysis
 from tonearm.library.job_store import JobStore
 from tonearm.library.manager import LibraryManager
 from tonearm.server.hub import Hub
+from tonearm.server.plan_cache import PlanCache
 
 if TYPE_CHECKING:
     from tonearm.library.analysis import AnalysisProgress
@@ -210,17 +211,21 @@ class ServerState:
         self.hub = Hub(settings)
         self.library = LibraryManager(settings.database)
         self.limiter = RateLimiter(settings.heavy_requests_per_minute)
+        self.plans = PlanCache()
+        """Mastered-stream plans (bounded LRU, one computation per key)."""
         self.scans = ScanController(
             self.library,
             self.hub,
             [str(root) for root in settings.library_roots],
             analysis_workers=settings.analysis_workers,
         )
+        self.job_store = JobStore(self.library.db)
+        """Every job's record, this run's and earlier runs' (the engine writes it)."""
         self.engine = JobEngine(
             workers=settings.workers,
             memory_budget_mib=settings.memory_budget_mib,
             executor=settings.executor,
-            store=JobStore(self.library.db),
+            store=self.job_store,
             on_event=self._job_event,
         )
         self.started_at = time.time()
