@@ -1134,7 +1134,10 @@ def test_process_pool_io_bound_tasks(job_pool: _Pool, tmp_path: Path) -> None:
         assert status.report is not None
         assert original.report is not None
         assert status.report["output_path"] == status.spec.output_path
-        assert {k: v for k, v in status.report.items() if k != "output_path"} == original.report
+        assert status.report["output"]["path"] == status.spec.output_path
+        assert {k: v for k, v in status.report.items() if k not in ("output_path", "output")} == {
+            k: v for k, v in original.report.items() if k != "output"
+        }
     assert (reused.state, reused.cached, reused.worker) == (JobState.DONE, True, None)
     assert same_output.stat().st_mtime_ns == untouched
     assert (failed.state, failed.worker, failed.started_at) == (JobState.FAILED, None, None)

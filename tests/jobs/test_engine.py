@@ -139,7 +139,21 @@ def test_the_same_input_and_settings_are_served_from_the_result_cache(tmp_path: 
     assert _digest(tmp_path / "a.wav") == _digest(tmp_path / "b.wav")
     assert again.report is not None
     assert again.report["output_path"] == str(tmp_path / "b.wav")
+    assert again.report["output"]["path"] == str(tmp_path / "b.wav")
     assert _digest(tmp_path / "c.wav") != _digest(tmp_path / "a.wav")
+
+
+def test_an_output_changed_since_is_not_served_from_the_cache(tmp_path: Path) -> None:
+    x, y = _mix(tmp_path, "x.wav", 3.0), _mix(tmp_path, "y.wav", 3.0, seed=5)
+    shared = tmp_path / "out.wav"
+    with JobEngine(workers=1) as engine:
+        engine.wait(engine.submit(JobSpec(str(x), str(shared))), timeout_s=60)
+        x_master = _digest(shared)
+        engine.wait(engine.submit(JobSpec(str(y), str(shared))), timeout_s=60)  # overwrites it
+        again = engine.wait(engine.submit(JobSpec(str(x), str(tmp_path / "x2.wav"))), timeout_s=60)
+    assert again.state is JobState.DONE
+    assert not again.cached  # out.wav is y's master now: x is mastered again
+    assert _digest(tmp_path / "x2.wav") == x_master
 
 
 def test_memory_stays_under_the_budget(tmp_path: Path) -> None:

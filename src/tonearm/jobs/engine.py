@@ -185,6 +185,15 @@ def _fraction(event: ProgressEvent) -> float:
     return min(1.0, done)
 
 
+def _identity(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """A file's (size, mtime in ns); (-1, -1) when it is not there."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (info.st_size, info.st_mtime_ns)
+
+
 def _remove_staging_files(output_path: str) -> None:
     """Remove what an unfinished master of ``output_path`` may have left: ``master_file``
     cleans up after itself, but not a worker process that was killed mid-write."""
@@ -249,7 +258,8 @@ class JobEngine:
         self._on_event = on_event
         self._lock = threading.Lock()
         self._jobs: dict[str, _Job] = {}
-        self._results: dict[str, JobStatus] = {}
+        self._results: dict[str, tuple[JobStatus, tuple[int, int]]] = {}
+        """Finished jobs by cache key, with their output's (size, mtime) when it was written."""
         self._runner = _make_runner(executor, workers, scheduler, self._remote_progress)
         self._wanted = 0
         self._threads: dict[int, threading.Thread] = {}
@@ -414,7 +424,10 @@ class JobEngine:
                 result = self._run_on_executor(job)
             self._finish(job, JobState.DONE, report=result.report, worker=result.worker)
             with self._lock:
-                self._results[key] = self._jobs[job.status.job_id].status
+                self._results[key] = (
+                    self._jobs[job.status.job_id].status,
+                    _identity(spec.output_path),
+                )
         except Cancelled:
             self._finish(job, JobState.CANCELLED, error="cancelled")
         except TonearmError as exc:
@@ -457,22 +470,29 @@ class JobEngine:
 
     def _serve_cached(self, job: _Job, key: str) -> bool:
         with self._lock:
-            earlier = self._results.get(key)
-        if earlier is None or earlier.report is None:
+            found = self._results.get(key)
+        if found is None or found[0].report is None:
             return False
+        earlier, written = found
         source = Path(earlier.spec.output_path)
         target = Path(job.status.spec.output_path)
-        if not source.is_file():
+        if _identity(source) != written:  # gone, overwritten or edited since: master again
+            with self._lock:
+                self._results.pop(key, None)
             return False
         if source.resolve() != target.resolve():
             staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tonearm-copy")
             try:
                 shutil.copyfile(source, staging)
+                if _identity(source) != written:  # changed while it was copied
+                    return False
                 os.replace(staging, target)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     staging.unlink()
-        report = {**earlier.report, "output_path": str(target)}
+        assert earlier.report is not None
+        output = {**earlier.report.get("output", {}), "path": str(target)}
+        report = {**earlier.report, "output": output, "output_path": str(target)}
         self._finish(job, JobState.DONE, report=report, cached=True)
         return True
 

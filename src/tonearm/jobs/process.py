@@ -156,6 +156,9 @@ class ProcessRunner:
 
     def resize(self, workers: int) -> None:
         """A pool of ``workers`` processes for the next jobs; the old one finishes its own."""
+        with self._lock:
+            if workers == self._workers:
+                return
         pool, warming = self._start_pool(workers)
         with self._lock:
             self._workers = workers
