@@ -185,6 +185,17 @@ class QueryCache:
             ticket = self._watch(tag_set)
         return self._run(key, ticket, load, None)
 
+    def peek(self, key: Hashable, default: T) -> object | T:
+        """The cached result for ``key`` if there is a fresh one, else ``default``; never loads
+        or waits (an event loop can answer a hit without a thread)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self._clock() >= entry.expires_at:
+                return default
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return entry.value
+
     def invalidate(self, *tags: str) -> int:
         """Drop every entry carrying any of ``tags``; return how many were dropped.
 

@@ -8,11 +8,13 @@ query never blocks the event loop. Reads go through the library's query cache.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 
 from tonearm.errors import ParameterError
+from tonearm.library.repositories import PAGE_TAGS
 from tonearm.server.schemas import (
     Album,
     Artist,
@@ -53,7 +55,7 @@ def _bad_request(exc: ParameterError) -> HTTPException:
 
 
 @router.get("/tracks", response_model=Page[Track], tags=["library"])
-def list_tracks(
+async def list_tracks(
     state: State,
     q: Annotated[str | None, Query(max_length=200, description="Search text")] = None,
     order: TrackOrderName = "title",
@@ -61,32 +63,58 @@ def list_tracks(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     include_missing: bool = False,
-) -> Page[Track]:
+) -> Response:
     """Tracks in ``order``, optionally only those matching ``q`` (title, artist, album, genre);
-    page by ``offset`` or by the previous page's ``next_cursor``."""
-    try:
-        if q is not None and q.strip():
-            page = state.library.tracks.search(
-                q, offset=offset, limit=limit, order=order, after=cursor
+    page by ``offset`` or by the previous page's ``next_cursor``.
+
+    A page's JSON is cached with the library's pages (dropped by any write to what it shows):
+    a hit is answered on the event loop, a miss is loaded on a worker thread.
+    """
+    query = q.strip() if q is not None and q.strip() else None
+    key = ("api:tracks", query, order, offset, limit, cursor, include_missing)
+    body = state.library.cache.peek(key, _MISSING)
+    if body is _MISSING:
+        body = await run_in_threadpool(_track_page_json, state, key)
+    return Response(content=body, media_type="application/json")
+
+
+_MISSING = object()
+
+
+def _track_page_json(state: ServerState, key: tuple[Any, ...]) -> bytes:
+    """A page of tracks as JSON bytes, through the library's query cache."""
+    _, query, order, offset, limit, cursor, include_missing = key
+    tracks = state.library.tracks
+
+    def load() -> bytes:
+        try:
+            if query is not None:
+                page = tracks.search(query, offset=offset, limit=limit, order=order, after=cursor)
+            else:
+                page = tracks.list(
+                    offset=offset,
+                    limit=limit,
+                    order=order,
+                    include_missing=include_missing,
+                    after=cursor,
+                )
+        except ParameterError as exc:
+            raise _bad_request(exc) from None
+        return (
+            Page[Track]
+            .model_construct(
+                items=[Track.trusted(record) for record in page.items],
+                total=page.total,
+                total_exact=page.total_exact,
+                offset=page.offset,
+                limit=page.limit,
+                next_cursor=page.next_cursor,
             )
-        else:
-            page = state.library.tracks.list(
-                offset=offset,
-                limit=limit,
-                order=order,
-                include_missing=include_missing,
-                after=cursor,
-            )
-    except ParameterError as exc:
-        raise _bad_request(exc) from None
-    return Page[Track](
-        items=[Track.of(record) for record in page.items],
-        total=page.total,
-        total_exact=page.total_exact,
-        offset=page.offset,
-        limit=page.limit,
-        next_cursor=page.next_cursor,
-    )
+            .model_dump_json()
+            .encode()
+        )
+
+    return state.library.cache.get_or_load(key, PAGE_TAGS, load)
 
 
 @router.get("/tracks/{track_id}", response_model=Track, tags=["library"])

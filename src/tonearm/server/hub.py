@@ -256,7 +256,8 @@ class Hub:
         while True:
             item = await connection.queue.get()
             try:
-                await asyncio.wait_for(websocket.send_text(str(item)), timeout_s)
+                async with asyncio.timeout(timeout_s):  # no task per send, unlike wait_for
+                    await websocket.send_text(str(item))
             except TimeoutError:
                 self.dropped_slow += 1
                 connection.close_code = CLOSE_POLICY

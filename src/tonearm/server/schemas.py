@@ -7,6 +7,7 @@ paths are never sent: a track is addressed by id, and its audio by ``/api/tracks
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -99,8 +100,18 @@ class Track(_Model):
 
     @classmethod
     def of(cls, record: TrackRecord) -> Track:
-        fields = {name: getattr(record, name) for name in cls.model_fields if name != "file_name"}
+        fields = {name: getattr(record, name) for name in _TRACK_FIELDS}
         return cls(**fields, file_name=Path(record.path).name)
+
+    @classmethod
+    def trusted(cls, record: TrackRecord) -> Track:
+        """:meth:`of` without validation: for records straight from the library, whose types
+        the database already guarantees (lists of tracks are the hot path)."""
+        fields = {name: getattr(record, name) for name in _TRACK_FIELDS}
+        return cls.model_construct(**fields, file_name=os.path.basename(record.path))
+
+
+_TRACK_FIELDS = tuple(name for name in Track.model_fields if name != "file_name")
 
 
 class Page(_Model, Generic[ItemT]):
