@@ -218,7 +218,9 @@ class LibraryManager:
                     plays=int(plays or 0),
                 )
 
-        return self.cache.get_or_load(("stats",), CACHE_TAGS_CHANGED_BY_SCAN, load)
+        # plays and favourites change only "track-pages" (and the track) of what scans change
+        tags = (*CACHE_TAGS_CHANGED_BY_SCAN, "track-pages")
+        return self.cache.get_or_load(("stats",), tags, load)
 
     def similar(self, track_id: int, k: int = 10) -> list[Neighbour]:
         """The ``k`` tracks nearest to ``track_id`` by fingerprint."""
