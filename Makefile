@@ -4,16 +4,15 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO := demo/bach_bwv66_6.flac
 OUT := out
 
 .DEFAULT_GOAL := help
 
 ##@ Main
 
-run: $(STAMP) ## Master the bundled demo track (until the server exists) and print the report summary
+run: $(STAMP) ## Serve the library (the demo music, or MUSIC=folder) and the jobs on http://127.0.0.1:8765/
 	@mkdir -p $(OUT)
-	$(BIN)/tonearm master $(DEMO) -o $(OUT)/bach_bwv66_6.mastered.flac --target spotify --report $(OUT)/bach_bwv66_6.report.json
+	$(BIN)/tonearm serve $(if $(MUSIC),--library "$(MUSIC)",--library demo) --db $(OUT)/library.db --data-dir $(OUT)/server
 
 test: $(STAMP) postgres lint ## Run ruff, mypy and the whole test suite (SQLite and PostgreSQL)
 	$(BIN)/python -m pytest -q

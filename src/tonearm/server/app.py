@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 import tonearm
 from tonearm.errors import TonearmError, UserInputError
@@ -121,6 +121,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.exception_handler(TonearmError)
     async def tonearm_error(request: Request, exc: TonearmError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=500)
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        """The web player comes here; until then, the API's own pages."""
+        return RedirectResponse("/docs")
 
     @app.get("/api/health", response_model=Health, tags=["service"])
     async def health(state: State) -> Health:
