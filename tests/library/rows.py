@@ -24,14 +24,17 @@ def _named(session: Session, model: type[N], name: str) -> N:
     return found
 
 
-def add_tracks(db: Database, count: int, *, start: int = 0, albums: int = 10) -> list[int]:
-    """Insert ``count`` tracks (ids returned) spread over ``albums`` albums and 5 artists."""
+def add_tracks(
+    db: Database, count: int, *, start: int = 0, albums: int = 10, artists: int = 5
+) -> list[int]:
+    """Insert ``count`` tracks (ids returned) spread over ``albums`` albums and ``artists``
+    artists (track ``i``: album ``i % albums``, artist ``i % artists``, genre ``i % 5``)."""
     now = utc_now()
     with db.write() as session:
-        artists = [_named(session, Artist, f"Artist {i}") for i in range(5)]
+        names = [_named(session, Artist, f"Artist {i}") for i in range(artists)]
         genres = [_named(session, Genre, name) for name in GENRES]
         album_rows = [
-            Album(title=f"Album {start + i}", artist_id=artists[i % 5].id, year=1900 + i)
+            Album(title=f"Album {start + i}", artist_id=names[i % 5 % artists].id, year=1900 + i)
             for i in range(albums)
         ]
         session.add_all(album_rows)
@@ -41,9 +44,9 @@ def add_tracks(db: Database, count: int, *, start: int = 0, albums: int = 10) ->
                 "path": f"/music/album{(start + i) % albums}/track{start + i:06d}.flac",
                 "title": (title := f"Track {start + i:06d} {'Prelude' if i % 7 == 0 else 'Rag'}"),
                 "search_text": search_text_of(
-                    title, artists[i % 5].name, album_rows[i % albums].title, genres[i % 5].name
+                    title, names[i % artists].name, album_rows[i % albums].title, genres[i % 5].name
                 ),
-                "artist_id": artists[i % 5].id,
+                "artist_id": names[i % artists].id,
                 "album_id": album_rows[i % albums].id,
                 "genre_id": genres[i % 5].id,
                 "track_number": i % 12 + 1,

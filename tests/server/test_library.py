@@ -146,6 +146,79 @@ def test_favourites_on_and_off(client: httpx.Client) -> None:
     assert bad.status_code == 422
 
 
+def test_tracks_filtered_by_album_artist_and_genre(client: httpx.Client) -> None:
+    everything = _tracks(client)["items"]
+    artists = {a["name"]: a["id"] for a in client.get("/api/artists").json()["items"]}
+    genres = {g["name"]: g["id"] for g in client.get("/api/genres").json()}
+    fields = {"album_id": "album_id", "artist_id": "artist", "genre_id": "genre"}
+    for track in everything:
+        filters = {
+            "album_id": track["album_id"],
+            "artist_id": artists[track["artist"]],
+            "genre_id": genres[track["genre"]],
+        }
+        for name, value in filters.items():
+            page = _tracks(client, **{name: value})
+            expected = [t["id"] for t in everything if t[fields[name]] == track[fields[name]]]
+            assert [t["id"] for t in page["items"]] == expected, (name, value)
+            assert (page["total"], page["total_exact"]) == (len(expected), True)
+        assert [t["id"] for t in _tracks(client, **filters)["items"]] == [track["id"]]
+    by_file = {t["file_name"]: t for t in everything}
+    bach, joplin = by_file["bach_bwv66_6.flac"], by_file["joplin_maple_leaf_rag.flac"]
+    classical = _tracks(client, genre_id=genres["Classical"])
+    assert classical["total"] == 2  # Bach and Beethoven
+    assert _tracks(client, q="bach", album_id=joplin["album_id"])["total"] == 0
+    found = _tracks(client, q="bach", artist_id=artists[bach["artist"]])["items"]
+    assert [t["id"] for t in found] == [bach["id"]]
+
+
+def test_unknown_filter_ids_give_an_empty_page_and_bad_ones_a_422(client: httpx.Client) -> None:
+    for params in (
+        {"album_id": 999999},
+        {"artist_id": -3},
+        {"genre_id": 0},
+        {"album_id": 2**80},
+        {"favourites": True, "genre_id": 999999},
+    ):
+        page = _tracks(client, **params)
+        assert (page["items"], page["total"], page["next_cursor"]) == ([], 0, None), params
+    bad: list[dict[str, Any]] = [{"album_id": "one"}, {"artist_id": 1.5}, {"favourites": "maybe"}]
+    for params in bad:
+        response = client.get("/api/tracks", params=params)
+        assert response.status_code == 422, (params, response.text)
+
+
+def test_favourite_pages_follow_marks_and_their_cursors_stay_in_them(
+    client: httpx.Client,
+) -> None:
+    assert _tracks(client, favourites=True)["items"] == []  # now a cached page
+    ids = sorted(t["id"] for t in _tracks(client)["items"])
+    try:
+        for track_id in ids[:2]:
+            marked = client.put(f"/api/tracks/{track_id}/favourite", json={"favourite": True})
+            assert marked.status_code == 200
+        first = _tracks(client, favourites=True, order="path", limit=1)
+        assert (first["total"], len(first["items"])) == (2, 1)
+        assert first["next_cursor"] is not None
+        second = _tracks(
+            client, favourites=True, order="path", limit=1, cursor=first["next_cursor"]
+        )
+        walked = [t["id"] for t in first["items"] + second["items"]]
+        assert sorted(walked) == ids[:2]
+        assert all(t["favourite"] for t in first["items"] + second["items"])
+        elsewhere = client.get(
+            "/api/tracks", params={"order": "path", "limit": 1, "cursor": first["next_cursor"]}
+        )
+        assert elsewhere.status_code == 400
+        assert "another listing" in elsewhere.json()["detail"]
+        client.put(f"/api/tracks/{ids[0]}/favourite", json={"favourite": False})
+        assert [t["id"] for t in _tracks(client, favourites=True)["items"]] == [ids[1]]
+    finally:
+        for track_id in ids:
+            client.put(f"/api/tracks/{track_id}/favourite", json={"favourite": False})
+    assert _tracks(client, favourites=True)["total"] == 0
+
+
 def test_albums_artists_genres(client: httpx.Client) -> None:
     albums = client.get("/api/albums").json()
     assert albums["total"] >= 1

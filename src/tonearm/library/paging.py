@@ -4,7 +4,9 @@
 slower the deeper they are (over a second at 100,000 tracks). A cursor instead carries the
 sort key of the last row of a page; the next page is ``WHERE (key, id) > (:key, :id)``, one
 index range scan at any depth. Cursors are opaque URL-safe strings; a malformed one is a
-``ParameterError``.
+``ParameterError``. A cursor also carries a short digest of its *listing* (the order, and what
+the caller says selects the rows: a search, filters), so one from another listing is refused
+with a ``ParameterError`` instead of continuing the wrong rows.
 
 **Search.** ``tracks.search_text`` holds the lower-cased title, artist, album, album artist
 and genre. It is indexed for substring matching: an FTS5 table with the trigram tokenizer on
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -55,6 +58,9 @@ class TrackOrder:
     descending: bool = False
     keyset: bool = True
     """Whether cursors work for this order (its columns are never NULL)."""
+    indexed: bool = True
+    """Whether an index (``missing`` first, for tracks) hands out rows in this order, so a
+    page can be read off it without sorting."""
 
     def order_by(self) -> list[Any]:
         return [c.desc() if self.descending else c.asc() for c in self.columns]
@@ -64,8 +70,8 @@ TRACK_ORDERS = {
     "title": TrackOrder((Track.title, Track.id)),
     "path": TrackOrder((Track.path, Track.id)),
     "added": TrackOrder((Track.added_at, Track.id), descending=True),
-    "duration": TrackOrder((Track.duration_s, Track.id)),
-    "loudness": TrackOrder((Track.integrated_lufs, Track.id), keyset=False),
+    "duration": TrackOrder((Track.duration_s, Track.id), indexed=False),
+    "loudness": TrackOrder((Track.integrated_lufs, Track.id), keyset=False, indexed=False),
     "id": TrackOrder((Track.id,)),
 }
 """Sort keys a caller may ask for, each ending in the unique id so pages never overlap."""
@@ -87,23 +93,43 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def cursor_for(order: TrackOrder, row_values: tuple[Any, ...]) -> str:
-    """The cursor that continues after a row with these sort-key values."""
-    payload = json.dumps([_encode(v) for v in row_values], separators=(",", ":"))
+def _signature(order: TrackOrder, listing: str) -> str:
+    """A short digest naming the order and the listing a cursor belongs to."""
+    direction = "desc" if order.descending else "asc"
+    named = ",".join(str(column) for column in order.columns) + f"|{direction}|{listing}"
+    return hashlib.blake2b(named.encode(), digest_size=6).hexdigest()
+
+
+def cursor_for(order: TrackOrder, row_values: tuple[Any, ...], *, listing: str = "") -> str:
+    """The cursor that continues after a row with these sort-key values.
+
+    ``listing`` names what selects the rows (a search, filters; empty for everything): the
+    cursor continues only the listing it was made for (see :func:`after_cursor`)."""
+    payload = json.dumps(
+        {"k": [_encode(v) for v in row_values], "l": _signature(order, listing)},
+        separators=(",", ":"),
+    )
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
-def after_cursor(order: TrackOrder, cursor: str) -> ColumnElement[bool]:
-    """The WHERE condition for the rows after ``cursor`` in ``order``."""
+def after_cursor(order: TrackOrder, cursor: str, *, listing: str = "") -> ColumnElement[bool]:
+    """The WHERE condition for the rows after ``cursor`` in ``order``; a cursor made for
+    another order or ``listing`` is a ``ParameterError``."""
     if not order.keyset:
         raise ParameterError("this order has no cursors; page it with offsets")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = [_decode(v) for v in json.loads(base64.urlsafe_b64decode(padded))]
-    except (ValueError, binascii.Error, TypeError):
+        payload = json.loads(base64.urlsafe_b64decode(padded))
+        values = [_decode(v) for v in payload["k"]]
+    except (ValueError, binascii.Error, TypeError, KeyError):
         raise ParameterError("malformed page cursor") from None
-    if not isinstance(values, list) or len(values) != len(order.columns):
+    if not isinstance(payload, dict) or len(values) != len(order.columns):
         raise ParameterError("malformed page cursor")
+    if payload.get("l") != _signature(order, listing):
+        raise ParameterError(
+            "page cursor of another listing (order, search or filters differ): "
+            "start again from the first page"
+        )
     key = tuple_(*order.columns)
     bound = tuple_(*values)
     return key < bound if order.descending else key > bound

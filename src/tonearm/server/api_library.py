@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from tonearm.errors import ParameterError
-from tonearm.library.repositories import PAGE_TAGS
+from tonearm.library.repositories import FAVOURITE_PAGE_TAGS, PAGE_TAGS
 from tonearm.server.schemas import (
     Album,
     Artist,
@@ -63,15 +63,34 @@ async def list_tracks(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     include_missing: bool = False,
+    album_id: Annotated[int | None, Query(description="Only the tracks of this album")] = None,
+    artist_id: Annotated[
+        int | None, Query(description="Only the tracks of this artist (the track's own)")
+    ] = None,
+    genre_id: Annotated[int | None, Query(description="Only the tracks of this genre")] = None,
+    favourites: Annotated[bool, Query(description="Only the favourite tracks")] = False,
 ) -> Response:
-    """Tracks in ``order``, optionally only those matching ``q`` (title, artist, album, genre);
-    page by ``offset`` or by the previous page's ``next_cursor``.
+    """Tracks in ``order``, optionally only those matching ``q`` (title, artist, album, genre)
+    and the filters (all of them; an unknown id gives an empty page); page by ``offset`` or by
+    the previous page's ``next_cursor`` (which continues only the listing it came from).
 
     A page's JSON is cached with the library's pages (dropped by any write to what it shows):
     a hit is answered on the event loop, a miss is loaded on a worker thread.
     """
     query = q.strip() if q is not None and q.strip() else None
-    key = ("api:tracks", query, order, offset, limit, cursor, include_missing)
+    key = (
+        "api:tracks",
+        query,
+        order,
+        offset,
+        limit,
+        cursor,
+        include_missing,
+        album_id,
+        artist_id,
+        genre_id,
+        favourites,
+    )
     body = state.library.cache.peek(key, _MISSING)
     if body is _MISSING:
         body = await run_in_threadpool(_track_page_json, state, key)
@@ -83,13 +102,33 @@ _MISSING = object()
 
 def _track_page_json(state: ServerState, key: tuple[Any, ...]) -> bytes:
     """A page of tracks as JSON bytes, through the library's query cache."""
-    _, query, order, offset, limit, cursor, include_missing = key
+    (
+        _,
+        query,
+        order,
+        offset,
+        limit,
+        cursor,
+        include_missing,
+        album_id,
+        artist_id,
+        genre_id,
+        favourites,
+    ) = key
     tracks = state.library.tracks
+    filters = {
+        "album_id": album_id,
+        "artist_id": artist_id,
+        "genre_id": genre_id,
+        "favourites_only": favourites,
+    }
 
     def load() -> bytes:
         try:
             if query is not None:
-                page = tracks.search(query, offset=offset, limit=limit, order=order, after=cursor)
+                page = tracks.search(
+                    query, offset=offset, limit=limit, order=order, after=cursor, **filters
+                )
             else:
                 page = tracks.list(
                     offset=offset,
@@ -97,6 +136,7 @@ def _track_page_json(state: ServerState, key: tuple[Any, ...]) -> bytes:
                     order=order,
                     include_missing=include_missing,
                     after=cursor,
+                    **filters,
                 )
         except ParameterError as exc:
             raise _bad_request(exc) from None
@@ -114,7 +154,8 @@ def _track_page_json(state: ServerState, key: tuple[Any, ...]) -> bytes:
             .encode()
         )
 
-    return state.library.cache.get_or_load(key, PAGE_TAGS, load)
+    tags = FAVOURITE_PAGE_TAGS if favourites else PAGE_TAGS
+    return state.library.cache.get_or_load(key, tags, load)
 
 
 @router.get("/tracks/{track_id}", response_model=Track, tags=["library"])

@@ -105,8 +105,11 @@ class ScanController:
     def start(self) -> ScanStatus:
         """Start a scan of the library roots; False-y ``running`` state if one already runs."""
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return self.status
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                if self.status.state in ("running", "analysing"):
+                    return self.status
+                thread.join(SCAN_JOIN_S)  # finished: only its last events are left to send
             self._cancel = threading.Event()
             self._started = time.monotonic()
             self.status = ScanStatus("running")
