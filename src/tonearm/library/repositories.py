@@ -96,7 +96,7 @@ PAGE_TAGS = ("tracks", "track-pages", "albums", "artists", "genres")
 FAVOURITE_PAGE_TAGS = (*PAGE_TAGS, "favourites")
 """What a page of favourite tracks only depends on: which tracks are favourites, too."""
 
-_MIN_ID, _MAX_ID = -(2**63), 2**63 - 1
+_MIN_ID, _MAX_ID = -(2**31), 2**31 - 1
 """The ids a database can hold; a filter on any other id matches nothing."""
 
 

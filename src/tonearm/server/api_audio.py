@@ -38,8 +38,9 @@ from tonearm.audio_io.wav_stream import SampleFormat, WavLayout, wav_bytes
 from tonearm.errors import DecodeError, EncodeError
 from tonearm.mastering.stream import plan_for_stream, render_gain_matched, render_mastered
 from tonearm.mastering.targets import PRESETS, LoudnessTarget
-from tonearm.server.api_library import track_or_404
+from tonearm.server.api_library import TrackId, track_or_404
 from tonearm.server.plan_cache import PlanKey
+from tonearm.server.schemas import error_responses
 from tonearm.server.state import ServerState, server_state
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from tonearm.mastering.stream import StreamPlan
     from tonearm.types import AudioArray
 
-__all__ = ["PlanSummary", "parse_byte_range", "router"]
+__all__ = ["PlanSummary", "inside_library", "library_file", "parse_byte_range", "router"]
 
 router = APIRouter(prefix="/api")
 State = Annotated[ServerState, Depends(server_state)]
@@ -111,16 +112,23 @@ def _inside(path: str, root: str) -> bool:
     return path == root or os.path.commonpath((path, root)) == root
 
 
-def library_file(state: ServerState, track_id: int) -> tuple[TrackRecord, str]:
-    """The track and its file's real path: 404 for an unknown track or a file that is gone,
-    403 for a file outside the library folders (through ``..`` or a symlink)."""
-    record = track_or_404(state, track_id)
+def inside_library(state: ServerState, record: TrackRecord) -> str:
+    """The real path of a track's file (symlinks and ``..`` resolved); 403 when it lies outside
+    the library folders. The file need not exist."""
     real = os.path.realpath(record.path)
     roots = [os.path.realpath(root) for root in state.settings.library_roots]
     if not any(_inside(real, root) for root in roots):
         raise HTTPException(
-            403, f"track {track_id}'s file lies outside the library folders; it is not served"
+            403, f"track {record.id}'s file lies outside the library folders; it is not served"
         )
+    return real
+
+
+def library_file(state: ServerState, track_id: int) -> tuple[TrackRecord, str]:
+    """The track and its file's real path: 404 for an unknown track or a file that is gone,
+    403 for a file outside the library folders (through ``..`` or a symlink)."""
+    record = track_or_404(state, track_id)
+    real = inside_library(state, record)
     if not os.path.isfile(real):
         raise HTTPException(
             404,
@@ -258,12 +266,13 @@ def _layout(plan: StreamPlan, sample_format: SampleFormat) -> WavLayout:
         403: {"description": "The file lies outside the library folders"},
         404: {"description": "No such track, or its file is gone"},
         416: {"description": "The range lies beyond the end of the file"},
+        **error_responses(400, 429, 503),
     },
 )
 def stream_original(
     state: State,
     request: Request,
-    track_id: int,
+    track_id: TrackId,
     match: Annotated[
         str | None,
         Query(max_length=32, description="A target: gain-match to its mastered stream (A/B)"),
@@ -305,12 +314,13 @@ def stream_original(
         403: {"description": "The file lies outside the library folders"},
         404: {"description": "No such track, or its file is gone"},
         416: {"description": "The range lies beyond the end of the stream"},
+        **error_responses(429, 503),
     },
 )
 def stream_mastered(
     state: State,
     request: Request,
-    track_id: int,
+    track_id: TrackId,
     target: Annotated[str, Query(max_length=32, description="A preset name")] = "spotify",
     strength: Strength = 1.0,
 ) -> StreamingResponse:
@@ -337,11 +347,16 @@ def stream_mastered(
     )
 
 
-@router.post("/tracks/{track_id}/plan", response_model=PlanSummary, tags=["audio"])
+@router.post(
+    "/tracks/{track_id}/plan",
+    response_model=PlanSummary,
+    tags=["audio"],
+    responses=error_responses(400, 403, 404, 422, 429, 503),
+)
 def plan_track(
     state: State,
     request: Request,
-    track_id: int,
+    track_id: TrackId,
     target: Annotated[str, Query(max_length=32, description="A preset name")] = "spotify",
     strength: Strength = 1.0,
 ) -> PlanSummary:

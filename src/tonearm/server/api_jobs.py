@@ -44,6 +44,7 @@ from tonearm.errors import DecodeError, ParameterError, TonearmError
 from tonearm.jobs.engine import JobSpec, JobState, JobStatus
 from tonearm.jobs.queue import QueueFull
 from tonearm.mastering.render import LOSSLESS_SUFFIXES
+from tonearm.server.api_audio import inside_library
 from tonearm.server.schemas import ErrorBody, Job, JobOptions, JobStateName, TrackJobRequest
 from tonearm.server.state import ServerState, server_state
 from tonearm.server.uploads import receive_upload
@@ -75,6 +76,9 @@ MEDIA_TYPES = {
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (404, 409, 410, 429, 503)
+}
+MASTER_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody} for code in (400, 403, 404, 409, 429, 503)
 }
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 413, 415, 422, 429, 503)
@@ -324,7 +328,7 @@ async def upload_job(request: Request, state: State) -> Job:
         raise
 
 
-@router.post("/jobs", response_model=Job, status_code=202, responses=ERRORS)
+@router.post("/jobs", response_model=Job, status_code=202, responses=MASTER_ERRORS)
 def master_track(state: State, request: Request, body: TrackJobRequest) -> Job:
     """Master a library track (rate-limited)."""
     state.limiter.check(_client(request), "master")
@@ -333,6 +337,7 @@ def master_track(state: State, request: Request, body: TrackJobRequest) -> Job:
         raise HTTPException(404, f"no track {body.track_id}")
     if record.missing:
         raise HTTPException(409, f"track {body.track_id}'s file is missing")
+    inside_library(state, record)  # 403: the job would read (and serve) a file from outside
     folder = state.settings.jobs_dir / _new_token()
     folder.mkdir(parents=True)
     spec = JobSpec(

@@ -11,11 +11,13 @@ import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 
 from tonearm.errors import ParameterError
 from tonearm.library.repositories import FAVOURITE_PAGE_TAGS, PAGE_TAGS
 from tonearm.server.schemas import (
+    MAX_ID,
     Album,
     Artist,
     Favourite,
@@ -29,6 +31,7 @@ from tonearm.server.schemas import (
     Similar,
     Stats,
     Track,
+    error_responses,
 )
 from tonearm.server.state import ServerState, server_state
 
@@ -41,6 +44,9 @@ router = APIRouter(prefix="/api")
 State = Annotated[ServerState, Depends(server_state)]
 TrackOrderName = Literal["title", "path", "added", "duration", "loudness"]
 MAX_PAGE = 500
+TrackId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+AlbumId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+PlaylistId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 def track_or_404(state: ServerState, track_id: int) -> TrackRecord:
@@ -54,7 +60,7 @@ def _bad_request(exc: ParameterError) -> HTTPException:
     return HTTPException(400, str(exc))
 
 
-@router.get("/tracks", response_model=Page[Track], tags=["library"])
+@router.get("/tracks", response_model=Page[Track], tags=["library"], responses=error_responses(400))
 async def list_tracks(
     state: State,
     q: Annotated[str | None, Query(max_length=200, description="Search text")] = None,
@@ -65,7 +71,8 @@ async def list_tracks(
     include_missing: bool = False,
     album_id: Annotated[int | None, Query(description="Only the tracks of this album")] = None,
     artist_id: Annotated[
-        int | None, Query(description="Only the tracks of this artist (the track's own)")
+        int | None,
+        Query(description="Only the tracks of this artist (the track's own)"),
     ] = None,
     genre_id: Annotated[int | None, Query(description="Only the tracks of this genre")] = None,
     favourites: Annotated[bool, Query(description="Only the favourite tracks")] = False,
@@ -158,13 +165,20 @@ def _track_page_json(state: ServerState, key: tuple[Any, ...]) -> bytes:
     return state.library.cache.get_or_load(key, tags, load)
 
 
-@router.get("/tracks/{track_id}", response_model=Track, tags=["library"])
-def get_track(state: State, track_id: int) -> Track:
+@router.get(
+    "/tracks/{track_id}", response_model=Track, tags=["library"], responses=error_responses(404)
+)
+def get_track(state: State, track_id: TrackId) -> Track:
     return Track.of(track_or_404(state, track_id))
 
 
-@router.post("/tracks/{track_id}/plays", response_model=PlayCount, tags=["library"])
-def record_play(state: State, track_id: int) -> PlayCount:
+@router.post(
+    "/tracks/{track_id}/plays",
+    response_model=PlayCount,
+    tags=["library"],
+    responses=error_responses(404),
+)
+def record_play(state: State, track_id: TrackId) -> PlayCount:
     """Count one play (atomic: concurrent plays are all counted)."""
     track_or_404(state, track_id)
     count = state.library.tracks.record_play(track_id)
@@ -172,8 +186,13 @@ def record_play(state: State, track_id: int) -> PlayCount:
     return PlayCount(track_id=track_id, play_count=count)
 
 
-@router.put("/tracks/{track_id}/favourite", response_model=Track, tags=["library"])
-def set_favourite(state: State, track_id: int, body: Favourite) -> Track:
+@router.put(
+    "/tracks/{track_id}/favourite",
+    response_model=Track,
+    tags=["library"],
+    responses=error_responses(400, 404),
+)
+def set_favourite(state: State, track_id: TrackId, body: Favourite) -> Track:
     track_or_404(state, track_id)
     state.library.tracks.set_favourite(track_id, body.favourite)
     state.hub.publish_threadsafe("library", "library.changed", {"track_id": track_id})
@@ -186,9 +205,14 @@ def list_favourites(state: State) -> list[Track]:
     return [Track.of(record) for record in tracks if record is not None]
 
 
-@router.get("/tracks/{track_id}/similar", response_model=list[Similar], tags=["library"])
+@router.get(
+    "/tracks/{track_id}/similar",
+    response_model=list[Similar],
+    tags=["library"],
+    responses=error_responses(404, 409),
+)
 def similar_tracks(
-    state: State, track_id: int, k: Annotated[int, Query(ge=1, le=100)] = 10
+    state: State, track_id: TrackId, k: Annotated[int, Query(ge=1, le=100)] = 10
 ) -> list[Similar]:
     """The ``k`` nearest tracks by fingerprint (analysed tracks only)."""
     track_or_404(state, track_id)
@@ -204,7 +228,7 @@ def similar_tracks(
     return found
 
 
-@router.get("/albums", response_model=Page[Album], tags=["library"])
+@router.get("/albums", response_model=Page[Album], tags=["library"], responses=error_responses(400))
 def list_albums(
     state: State,
     q: Annotated[str | None, Query(max_length=200)] = None,
@@ -226,8 +250,10 @@ def list_albums(
     )
 
 
-@router.get("/albums/{album_id}", response_model=Album, tags=["library"])
-def get_album(state: State, album_id: int) -> Album:
+@router.get(
+    "/albums/{album_id}", response_model=Album, tags=["library"], responses=error_responses(404)
+)
+def get_album(state: State, album_id: AlbumId) -> Album:
     record = state.library.albums.get(album_id)
     if record is None:
         raise HTTPException(404, f"no album {album_id}")
@@ -238,9 +264,9 @@ def get_album(state: State, album_id: int) -> Album:
     "/albums/{album_id}/cover",
     tags=["library"],
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}, **error_responses(404)},
 )
-def album_cover(state: State, album_id: int) -> Response:
+def album_cover(state: State, album_id: AlbumId) -> Response:
     cover = state.library.albums.cover(album_id)
     if cover is None:
         raise HTTPException(404, f"no cover for album {album_id}")
@@ -248,7 +274,9 @@ def album_cover(state: State, album_id: int) -> Response:
     return Response(data, media_type=mime, headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/artists", response_model=Page[Artist], tags=["library"])
+@router.get(
+    "/artists", response_model=Page[Artist], tags=["library"], responses=error_responses(400)
+)
 def list_artists(
     state: State,
     q: Annotated[str | None, Query(max_length=200)] = None,
@@ -279,7 +307,13 @@ def list_playlists(state: State) -> list[Playlist]:
     return [Playlist.of(record) for record in state.library.playlists.list()]
 
 
-@router.post("/playlists", response_model=Playlist, status_code=201, tags=["playlists"])
+@router.post(
+    "/playlists",
+    response_model=Playlist,
+    status_code=201,
+    tags=["playlists"],
+    responses=error_responses(400),
+)
 def create_playlist(state: State, body: PlaylistCreate) -> Playlist:
     try:
         record = state.library.playlists.create(body.name, body.track_ids)
@@ -294,16 +328,26 @@ def _playlist_or_404(state: ServerState, playlist_id: int) -> None:
         raise HTTPException(404, f"no playlist {playlist_id}")
 
 
-@router.get("/playlists/{playlist_id}", response_model=Playlist, tags=["playlists"])
-def get_playlist(state: State, playlist_id: int) -> Playlist:
+@router.get(
+    "/playlists/{playlist_id}",
+    response_model=Playlist,
+    tags=["playlists"],
+    responses=error_responses(404),
+)
+def get_playlist(state: State, playlist_id: PlaylistId) -> Playlist:
     record = state.library.playlists.get(playlist_id)
     if record is None:
         raise HTTPException(404, f"no playlist {playlist_id}")
     return Playlist.of(record)
 
 
-@router.patch("/playlists/{playlist_id}", response_model=Playlist, tags=["playlists"])
-def change_playlist(state: State, playlist_id: int, body: PlaylistChange) -> Playlist:
+@router.patch(
+    "/playlists/{playlist_id}",
+    response_model=Playlist,
+    tags=["playlists"],
+    responses=error_responses(400, 404),
+)
+def change_playlist(state: State, playlist_id: PlaylistId, body: PlaylistChange) -> Playlist:
     """Rename it, replace its entries (``track_ids``, in order) and/or ``append`` to them."""
     _playlist_or_404(state, playlist_id)
     playlists = state.library.playlists
@@ -323,8 +367,10 @@ def change_playlist(state: State, playlist_id: int, body: PlaylistChange) -> Pla
     return Playlist.of(record)
 
 
-@router.delete("/playlists/{playlist_id}", status_code=204, tags=["playlists"])
-def delete_playlist(state: State, playlist_id: int) -> Response:
+@router.delete(
+    "/playlists/{playlist_id}", status_code=204, tags=["playlists"], responses=error_responses(404)
+)
+def delete_playlist(state: State, playlist_id: PlaylistId) -> Response:
     _playlist_or_404(state, playlist_id)
     try:
         state.library.playlists.delete(playlist_id)
@@ -339,7 +385,13 @@ def library_stats(state: State) -> Stats:
     return Stats(**dataclasses.asdict(state.library.stats()))
 
 
-@router.post("/scan", response_model=ScanState, status_code=202, tags=["scan"])
+@router.post(
+    "/scan",
+    response_model=ScanState,
+    status_code=202,
+    tags=["scan"],
+    responses=error_responses(429),
+)
 def start_scan(state: State, request: Request) -> ScanState:
     """Scan the library folders again (one scan at a time; rate-limited)."""
     state.limiter.check(_client(request), "scan")

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import tonearm
 from tonearm.errors import TonearmError, UserInputError
@@ -26,6 +27,7 @@ from tonearm.server import api_audio, api_jobs, api_library
 from tonearm.server.hub import CLOSE_POLICY
 from tonearm.server.schemas import Health, Preset, Version
 from tonearm.server.state import ServerState, server_state
+from tonearm.server.web import install_web
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -52,7 +54,7 @@ class TokenGate:
 
     def _carries_token(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):
-            if name == b"authorization" and value.startswith(b"Bearer "):
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
                 return hmac.compare_digest(value[7:].strip(), self._token)
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         given = query.get("token", [""])[0].encode()
@@ -113,6 +115,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     if settings.token:
         app.add_middleware(TokenGate, token=settings.token)
+    else:  # no token: only this machine's own names, so a DNS-rebinding page cannot reach it
+        app.add_middleware(
+            TrustedHostMiddleware,
+            allowed_hosts=sorted({"127.0.0.1", "localhost", "::1", "[::1]", settings.host}),
+        )
 
     @app.exception_handler(UserInputError)
     async def user_error(request: Request, exc: UserInputError) -> JSONResponse:
@@ -122,10 +129,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def tonearm_error(request: Request, exc: TonearmError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=500)
 
-    @app.get("/", include_in_schema=False)
-    async def home() -> RedirectResponse:
-        """The web player comes here; until then, the API's own pages."""
-        return RedirectResponse("/docs")
+    install_web(app)  # the web player at / (or how to build it)
 
     @app.get("/api/health", response_model=Health, tags=["service"])
     async def health(state: State) -> Health:

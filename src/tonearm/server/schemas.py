@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -47,6 +47,10 @@ __all__ = [
 ]
 
 ItemT = TypeVar("ItemT")
+MAX_ID = 2**31 - 1
+"""The largest id a library row can have (INTEGER columns: 32 bits on PostgreSQL)."""
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""A row id as a client sends it: anything else is a 422, never a query the database refuses."""
 
 
 class _Model(BaseModel):
@@ -175,15 +179,15 @@ class Playlist(_Model):
 
 class PlaylistCreate(_Model):
     name: str = Field(min_length=1, max_length=200)
-    track_ids: list[int] = Field(default_factory=list, max_length=10_000)
+    track_ids: list[RowId] = Field(default_factory=list, max_length=10_000)
 
 
 class PlaylistChange(_Model):
     """Rename, replace the entries, or append to them (any of the three)."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
-    track_ids: list[int] | None = Field(default=None, max_length=10_000)
-    append: list[int] | None = Field(default=None, max_length=10_000)
+    track_ids: list[RowId] | None = Field(default=None, max_length=10_000)
+    append: list[RowId] | None = Field(default=None, max_length=10_000)
 
 
 class PlayCount(_Model):
@@ -232,6 +236,11 @@ class ErrorBody(_Model):
     detail: Any
 
 
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route that answers these error codes (``{"detail": ...}``)."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
 JobStateName = Literal["queued", "running", "done", "failed", "cancelled"]
 MAX_JOB_PRIORITY = 100
 
@@ -259,7 +268,7 @@ class JobOptions(_Model):
 class TrackJobRequest(JobOptions):
     """Master a library track."""
 
-    track_id: int
+    track_id: RowId
 
 
 class Job(_Model):
