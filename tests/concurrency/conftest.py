@@ -8,23 +8,43 @@ Differences from the plan, on purpose:
 * ``barrier`` has a 30 s timeout and ``queue`` is bounded (1000 items): no wait is unbounded.
 * ``test_audio_files`` writes seeded noise with numpy and soundfile (the plan's ``auralis``
   import belongs to another project).
+
+The live-server fixtures at the end (``served_library``, ``slow_client_server``,
+``start_server``, ``short_wav``, ``long_wav``) serve ``test_async_operations.py``, which the plan
+gives no fixtures for: real uvicorn servers on free loopback ports (``tests/server/live.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import multiprocessing
+import os
 import queue as queue_module
+import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from tests.concurrency.helpers import Excerpt, MusicFiles
+from tests.concurrency.live_support import (
+    SERVER_RATE,
+    SHORT_SECONDS,
+    ServedLibrary,
+    track_ids,
+    wait_first_scan,
+    write_tones,
+)
+from tests.library.rows import add_tracks
+from tests.mastering import synth
 from tests.music_paths import MUSIC_DIR
+from tests.server.live import LiveServer, running_server, server_settings
 from tonearm.library.manager import LibraryManager
 
 THREADS = 10
@@ -138,3 +158,94 @@ def library(database_url: str) -> Iterator[LibraryManager]:
     """A ``LibraryManager`` on a fresh database of each backend (default pool and cache)."""
     with LibraryManager(database_url) as manager:
         yield manager
+
+
+# --- Live servers (``test_async_operations.py``) ---
+#
+# ``served_library`` (module): one real uvicorn for the tests that need no special settings, with
+#   a small real library (the Bach and Joplin FLACs, four 2 s noise WAVs, one 4-minute WAV for
+#   jobs that must still be running when a test acts on them) plus 3000 rows without files, for
+#   paging and search. Its first scan has finished; no analysis runs (``analysis_workers=0``).
+# ``slow_client_server`` (module): a server with a 64-message send queue and a 1.5 s send timeout,
+#   for the tests of clients that stop reading.
+# ``start_server`` (function): starts servers with any settings; all stopped after the test.
+
+LONG_SECONDS = 240.0
+SEEDED_TRACKS = 3000
+SHORT_NAMES = tuple(f"tone_{i}.wav" for i in range(4))
+
+
+@pytest.fixture(scope="session")
+def short_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 s of stereo noise at -24 dBFS RMS (24-bit WAV): a job of a fraction of a second."""
+    path = tmp_path_factory.mktemp("short") / "short.wav"
+    return synth.write(
+        path, synth.noise(SERVER_RATE, SHORT_SECONDS, level_db=-24, seed=7), SERVER_RATE
+    )
+
+
+@pytest.fixture(scope="session")
+def long_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 minutes of noise (16-bit WAV, 42 MB): a job that runs for seconds, long enough to act
+    on while it runs (8 s of noise repeated: quick to write)."""
+    audio = np.tile(
+        synth.noise(SERVER_RATE, 8.0, level_db=-24, seed=8), (1, round(LONG_SECONDS / 8))
+    )
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    return synth.write(path, audio, SERVER_RATE, subtype="PCM_16")
+
+
+@pytest.fixture(scope="module")
+def served_library(
+    tmp_path_factory: pytest.TempPathFactory, music: MusicFiles, long_wav: Path
+) -> Iterator[ServedLibrary]:
+    root = tmp_path_factory.mktemp("served")
+    folder = root / "music"
+    folder.mkdir()
+    shutil.copy(music.bach_flac, folder / music.bach_flac.name)
+    shutil.copy(music.joplin_flac, folder / music.joplin_flac.name)
+    write_tones(folder, SHORT_NAMES)
+    try:
+        os.link(long_wav, folder / "long.wav")  # 42 MB: share it when the file system can
+    except OSError:
+        shutil.copy(long_wav, folder / "long.wav")
+    settings = server_settings(
+        root,
+        library_roots=(folder,),
+        analysis_workers=0,
+        heavy_requests_per_minute=1_000_000,  # the rate limit has its own test and server
+        workers=2,
+    )
+    with LibraryManager(settings.database) as manager:
+        add_tracks(manager.db, SEEDED_TRACKS, albums=30)
+    with running_server(settings) as live:
+        wait_first_scan(live)
+        names = [music.bach_flac.name, music.joplin_flac.name, *SHORT_NAMES, "long.wav"]
+        yield ServedLibrary(live, folder, track_ids(live, names), SEEDED_TRACKS)
+
+
+@pytest.fixture(scope="module")
+def slow_client_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = server_settings(
+        tmp_path_factory.mktemp("slow-clients"),
+        scan_on_start=False,
+        ws_send_queue=64,
+        ws_send_timeout_s=1.5,
+    )
+    with running_server(settings) as live:
+        yield live
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """``start(**settings)``: a running server (files under ``tmp_path``); stopped after the
+    test (each within ``tests.server.live.STOP_TIMEOUT_S``)."""
+    with contextlib.ExitStack() as stack:
+        numbers = itertools.count()
+
+        def start(**changes: Any) -> LiveServer:
+            root = tmp_path / f"server-{next(numbers)}"
+            root.mkdir()
+            return stack.enter_context(running_server(server_settings(root, **changes)))
+
+        yield start

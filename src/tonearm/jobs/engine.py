@@ -283,7 +283,7 @@ class JobEngine:
             with self._lock:
                 del self._jobs[job_id]
             if self._store is not None:
-                self._store.set_state(job_id, "failed", error="refused: the queue was full")
+                self._store.remove(job_id)
             raise
         self._emit(JobEvent(job_id, JobState.QUEUED))
         return job_id
@@ -436,9 +436,6 @@ class JobEngine:
             self._finish(job, JobState.FAILED, error=f"{spec.input_path}: {exc.strerror or exc}")
         except Exception as exc:  # a bug in one job must not take the worker down
             self._finish(job, JobState.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
-        finally:
-            if job.status.state is not JobState.DONE:
-                _remove_staging_files(spec.output_path)
 
     def _run_on_executor(self, job: _Job) -> RunResult:
         job_id = job.status.job_id
@@ -507,6 +504,8 @@ class JobEngine:
         )
 
     def _finish(self, job: _Job, state: JobState, **changes: Any) -> None:
+        if state is not JobState.DONE and job.status.started_at is not None:
+            _remove_staging_files(job.status.spec.output_path)  # before a waiter hears the end
         with self._lock:
             if job.status.state.finished:
                 return

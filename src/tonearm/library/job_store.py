@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from tonearm.library.models import JobRow
 
@@ -70,6 +70,11 @@ class JobStore:
                     submitted_at=submitted_at,
                 )
             )
+
+    def remove(self, job_id: str) -> None:
+        """Forget a job that never was (the queue refused it)."""
+        with self._db.write() as session:
+            session.execute(delete(JobRow).where(JobRow.id == job_id))
 
     def set_state(
         self,

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
@@ -45,6 +46,8 @@ from tonearm.server.state import ServerState, server_state
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from starlette.types import Receive, Scope, Send
 
     from tonearm.library.records import TrackRecord
     from tonearm.mastering.stream import StreamPlan
@@ -218,6 +221,25 @@ def parse_byte_range(header: str | None, total_bytes: int) -> tuple[int, int] | 
     return start, total_bytes if not last else min(int(last) + 1, total_bytes)
 
 
+class _ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that closes its generator when the response ends, also when the
+    client left early: the render's file and decoder are released at once, not whenever the
+    garbage collector finds the abandoned generator."""
+
+    def __init__(self, content: Iterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._source = content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(close)  # no next() runs on it by now
+
+
 def _wav_response(
     request: Request,
     layout: WavLayout,
@@ -237,7 +259,7 @@ def _wav_response(
     }
     if span is not None:
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{layout.total_bytes}"
-    return StreamingResponse(
+    return _ClosingStreamingResponse(
         body, status_code=206 if span is not None else 200, media_type="audio/wav", headers=headers
     )
 

@@ -91,6 +91,8 @@ class Connection:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     closing: bool = False
     close_code: int | None = None
+    receiver: asyncio.Task[None] | None = None
+    """The task reading the socket (cancelled when the socket cannot even take a close)."""
 
 
 class Hub:
@@ -165,8 +167,15 @@ class Hub:
             asyncio.create_task(self._heartbeat(connection), name=f"ws-ping-{connection.id}"),
         ]
         self.send(connection, "welcome", {"connection_id": connection.id, "topics": list(TOPICS)})
+        connection.receiver = asyncio.create_task(
+            self._receive_loop(connection), name=f"ws-recv-{connection.id}"
+        )
         try:
-            await self._receive_loop(connection)
+            with contextlib.suppress(asyncio.CancelledError):
+                await connection.receiver
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the server cancelled serve(): pass it on
+                raise asyncio.CancelledError
         finally:
             await self._forget(connection)
 
@@ -222,7 +231,7 @@ class Hub:
                 self._error(connection, "bad_message", "player.state needs an object")
                 return
             self.player_state = data
-            self.publish("player", "player.state", {"from": connection.id, **data})
+            self.publish("player", "player.state", {**data, "from": connection.id})
         else:
             self._error(connection, "unknown_type", f"unknown message type '{message_type}'")
 
@@ -291,11 +300,14 @@ class Hub:
         websocket = connection.websocket
         connection.closing = True
         if websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(
                     websocket.close(code=connection.close_code or 1000, reason=reason),
                     self._settings.ws_send_timeout_s,
                 )
+            except Exception:  # not even a close frame gets through: stop serving it now
+                if connection.receiver is not None:
+                    connection.receiver.cancel()
 
     async def _forget(self, connection: Connection) -> None:
         self._connections.pop(connection.id, None)

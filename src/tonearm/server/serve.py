@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from tonearm.server.app import create_app
 
@@ -35,13 +36,29 @@ class TonearmServer(uvicorn.Server):
         self.app = create_app(settings)
         super().__init__(uvicorn_config(settings, self.app))
 
+    def _abort_stuck_sockets(self) -> None:
+        """Sockets that cannot take a close frame would hold the shutdown for the whole grace
+        period (the hub's send timeout, then uvicorn's): cut them now."""
+        for protocol in list(self.server_state.connections):
+            if _stuck(protocol):
+                protocol.transport.abort()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         state = getattr(self.app.state, "tonearm", None)
         if state is not None:
             for server in self.servers:  # stop accepting before saying goodbye
                 server.close()
+            self._abort_stuck_sockets()
             await state.hub.close_all()
         await super().shutdown(sockets)
+
+
+def _stuck(protocol: object) -> bool:
+    """A WebSocket whose peer stopped reading: its write buffer is over the high-water mark."""
+    transport = getattr(protocol, "transport", None)
+    if not isinstance(protocol, WebSocketsSansIOProtocol) or transport is None:
+        return False
+    return bool(transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1])
 
 
 def uvicorn_config(settings: ServerSettings, app: FastAPI) -> uvicorn.Config:
