@@ -5,16 +5,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT := out
+WEB_OUT := src/tonearm/server/static
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/package.json web/tsconfig.json web/vite.config.ts
 
 .DEFAULT_GOAL := help
 
 ##@ Main
 
-run: $(STAMP) ## Serve the library (the demo music, or MUSIC=folder) and the jobs on http://127.0.0.1:8765/
+run: $(STAMP) web ## Serve the library (the demo music, or MUSIC=folder), the jobs and the web player on http://127.0.0.1:8765/
 	@mkdir -p $(OUT)
 	$(BIN)/tonearm serve $(if $(MUSIC),--library "$(MUSIC)",--library demo) --db $(OUT)/library.db --data-dir $(OUT)/server
 
-test: $(STAMP) postgres lint ## Run ruff, mypy and the whole test suite (SQLite and PostgreSQL)
+test: $(STAMP) postgres web lint ## Run ruff, mypy and the whole test suite (SQLite, PostgreSQL, the web player in Chromium)
 	$(BIN)/python -m pytest -q
 
 postgres: ## Make sure PostgreSQL's server programs exist (the tests start their own server)
@@ -22,6 +24,17 @@ postgres: ## Make sure PostgreSQL's server programs exist (the tests start their
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else echo "the tests need PostgreSQL: sudo apt-get install postgresql"; exit 2; fi; }
+
+web: $(WEB_OUT)/index.html ## Build the web player (npm ci + vite build in web/) when missing or older than its sources
+
+$(WEB_OUT)/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	cd web && npm run build
+	@touch $@
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "building the web player needs Node.js 20.19+ and npm: install them first"; exit 2; }
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
 
 ##@ Development
 
@@ -41,6 +54,7 @@ venv: $(STAMP) ## Create .venv and install pinned dependencies
 
 clean: ## Remove the virtual environment and build outputs
 	rm -rf $(VENV) $(OUT) build *.egg-info src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf web/node_modules $(WEB_OUT)
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*##"} /^##@/ {printf "\n%s\n", substr($$0, 5)} /^[a-zA-Z_-]+:.*##/ {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,4 +69,4 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-.PHONY: run test postgres lint bench format venv clean help
+.PHONY: run test postgres web lint bench format venv clean help
