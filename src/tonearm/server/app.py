@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import time
 from typing import TYPE_CHECKING, Annotated
@@ -97,6 +98,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = await asyncio.to_thread(ServerState, settings)
         state.hub.bind_loop(asyncio.get_running_loop())
+        gc.collect()
+        gc.freeze()  # start-up's objects (modules, the app) out of every later collection
         app.state.tonearm = state
         unscanned = await asyncio.to_thread(state.scans.unscanned_roots)
         if settings.scan_on_start and unscanned:
