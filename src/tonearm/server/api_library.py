@@ -8,7 +8,8 @@ query never blocks the event loop. Reads go through the library's query cache.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
@@ -84,66 +85,72 @@ async def list_tracks(
     A page's JSON is cached with the library's pages (dropped by any write to what it shows):
     a hit is answered on the event loop, a miss is loaded on a worker thread.
     """
-    query = q.strip() if q is not None and q.strip() else None
-    key = (
-        "api:tracks",
-        query,
-        order,
-        offset,
-        limit,
-        cursor,
-        include_missing,
-        album_id,
-        artist_id,
-        genre_id,
-        favourites,
+    wanted = TrackPageQuery(
+        text=q.strip() if q is not None and q.strip() else None,
+        order=order,
+        offset=offset,
+        limit=limit,
+        cursor=cursor,
+        include_missing=include_missing,
+        album_id=album_id,
+        artist_id=artist_id,
+        genre_id=genre_id,
+        favourites_only=favourites,
     )
-    body = state.library.cache.peek(key, _MISSING)
+    body = state.library.cache.peek(("api:tracks", wanted), _MISSING)
     if body is _MISSING:
-        body = await run_in_threadpool(_track_page_json, state, key)
+        body = await run_in_threadpool(_track_page_json, state, wanted)
     return Response(content=body, media_type="application/json")
 
 
 _MISSING = object()
 
 
-def _track_page_json(state: ServerState, key: tuple[Any, ...]) -> bytes:
+@dataclass(frozen=True, slots=True)
+class TrackPageQuery:
+    """One page of ``GET /api/tracks`` (hashable: it keys the page's cached JSON)."""
+
+    text: str | None
+    order: str
+    offset: int
+    limit: int
+    cursor: str | None
+    include_missing: bool
+    album_id: int | None
+    artist_id: int | None
+    genre_id: int | None
+    favourites_only: bool
+
+
+def _track_page_json(state: ServerState, wanted: TrackPageQuery) -> bytes:
     """A page of tracks as JSON bytes, through the library's query cache."""
-    (
-        _,
-        query,
-        order,
-        offset,
-        limit,
-        cursor,
-        include_missing,
-        album_id,
-        artist_id,
-        genre_id,
-        favourites,
-    ) = key
     tracks = state.library.tracks
-    filters = {
-        "album_id": album_id,
-        "artist_id": artist_id,
-        "genre_id": genre_id,
-        "favourites_only": favourites,
-    }
 
     def load() -> bytes:
         try:
-            if query is not None:
+            if wanted.text is not None:
                 page = tracks.search(
-                    query, offset=offset, limit=limit, order=order, after=cursor, **filters
+                    wanted.text,
+                    offset=wanted.offset,
+                    limit=wanted.limit,
+                    order=wanted.order,
+                    after=wanted.cursor,
+                    album_id=wanted.album_id,
+                    artist_id=wanted.artist_id,
+                    genre_id=wanted.genre_id,
+                    favourites_only=wanted.favourites_only,
                 )
             else:
                 page = tracks.list(
-                    offset=offset,
-                    limit=limit,
-                    order=order,
-                    include_missing=include_missing,
-                    after=cursor,
-                    **filters,
+                    offset=wanted.offset,
+                    limit=wanted.limit,
+                    order=wanted.order,
+                    after=wanted.cursor,
+                    include_missing=wanted.include_missing,
+                    album_id=wanted.album_id,
+                    artist_id=wanted.artist_id,
+                    genre_id=wanted.genre_id,
+                    favourites_only=wanted.favourites_only,
                 )
         except ParameterError as exc:
             raise _bad_request(exc) from None
@@ -161,8 +168,8 @@ def _track_page_json(state: ServerState, key: tuple[Any, ...]) -> bytes:
             .encode()
         )
 
-    tags = FAVOURITE_PAGE_TAGS if favourites else PAGE_TAGS
-    return state.library.cache.get_or_load(key, tags, load)
+    tags = FAVOURITE_PAGE_TAGS if wanted.favourites_only else PAGE_TAGS
+    return state.library.cache.get_or_load(("api:tracks", wanted), tags, load)
 
 
 @router.get(
