@@ -13,11 +13,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from tonearm.server.serve import TonearmServer
 from tonearm.server.settings import ServerSettings
 
 START_TIMEOUT_S = 30.0
+SCAN_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 
 
@@ -73,3 +77,20 @@ def running_server(settings: ServerSettings) -> Iterator[LiveServer]:
         server.should_exit = True
         thread.join(STOP_TIMEOUT_S)
         assert not thread.is_alive(), "the server did not stop in time"
+
+
+def wait_for_scan(client: httpx.Client, *, timeout_s: float = SCAN_TIMEOUT_S) -> dict[str, Any]:
+    """Poll ``GET /api/scan`` until the scan (and the analysis after it) is over; its status."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status: dict[str, Any] = client.get("/api/scan").json()
+        if status["state"] in ("done", "failed", "cancelled"):
+            return status
+        assert time.monotonic() < deadline, f"scan still {status['state']} after {timeout_s} s"
+        time.sleep(0.05)
+
+
+def wait_for_scan_done(client: httpx.Client, *, timeout_s: float = SCAN_TIMEOUT_S) -> None:
+    """:func:`wait_for_scan`, which must end ``done``."""
+    status = wait_for_scan(client, timeout_s=timeout_s)
+    assert status["state"] == "done", f"the scan ended {status['state']}: {status}"

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from tests.mastering import synth
-from tests.server.live import LiveServer, running_server, server_settings
+from tests.server.live import LiveServer, running_server, server_settings, wait_for_scan_done
 from tonearm.server.uploads import MAX_NAME_CHARS, safe_file_name
 
 RATE = 44100
@@ -38,14 +38,6 @@ def wait_job(client: httpx.Client, job_id: str, *, timeout_s: float = JOB_WAIT_S
         if job["state"] in FINISHED:
             return job
         assert time.monotonic() < deadline, f"job {job_id} still {job['state']} after {timeout_s} s"
-        time.sleep(POLL_S)
-
-
-def wait_scan(client: httpx.Client, *, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (state := client.get("/api/scan").json()["state"]) != "done":
-        assert state not in ("failed", "cancelled"), f"the scan ended {state}"
-        assert time.monotonic() < deadline, f"the scan did not finish within {timeout_s} s"
         time.sleep(POLL_S)
 
 
@@ -261,7 +253,7 @@ def test_rate_limit_is_429_with_retry_after(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(90)
 def test_master_a_library_track(live: LiveServer, client: httpx.Client) -> None:
-    wait_scan(client)
+    wait_for_scan_done(client)
     tracks = client.get("/api/tracks").json()["items"]
     (track,) = [t for t in tracks if t["file_name"] == "tone.wav"]
     response = client.post("/api/jobs", json={"track_id": track["id"], "target": "ebu"})
@@ -288,7 +280,7 @@ def test_master_a_library_track(live: LiveServer, client: httpx.Client) -> None:
 
 @pytest.mark.timeout(90)
 def test_library_jobs_cached_and_failed(live: LiveServer, client: httpx.Client) -> None:
-    wait_scan(client)
+    wait_for_scan_done(client)
     (track,) = [
         t for t in client.get("/api/tracks").json()["items"] if t["file_name"] == "tone.wav"
     ]
@@ -307,7 +299,7 @@ def test_library_jobs_cached_and_failed(live: LiveServer, client: httpx.Client) 
     music = live.settings.library_roots[0]
     synth.write(music / "gone.wav", synth.noise(RATE, 2.0, seed=4), RATE)
     assert client.post("/api/scan").status_code == 202
-    wait_scan(client)
+    wait_for_scan_done(client)
     (gone,) = [t for t in client.get("/api/tracks").json()["items"] if t["file_name"] == "gone.wav"]
     (music / "gone.wav").unlink()
     response = client.post("/api/jobs", json={"track_id": gone["id"]})

@@ -4,7 +4,6 @@ albums, artists, genres, playlists, stats, similar tracks, scans, presets, healt
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,22 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.server.live import LiveServer, running_server, server_settings
+from tests.server.live import LiveServer, running_server, server_settings, wait_for_scan
 
 MUSIC = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "music"
 FILES = ("bach_bwv66_6.flac", "joplin_maple_leaf_rag.flac", "beethoven_opus18no1.mp3")
-SCAN_S = 120.0
-
-
-def wait_for_scan(client: httpx.Client, *, timeout_s: float = SCAN_S) -> dict[str, Any]:
-    """Poll ``GET /api/scan`` until the scan (and the analysis after it) is over."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status: dict[str, Any] = client.get("/api/scan").json()
-        if status["state"] in ("done", "failed", "cancelled"):
-            return status
-        assert time.monotonic() < deadline, f"scan still {status['state']} after {timeout_s} s"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.mastering import synth
 from tests.music_paths import MUSIC_DIR
-from tests.server.live import LiveServer, running_server, server_settings
+from tests.server.live import LiveServer, running_server, server_settings, wait_for_scan_done
 from tonearm.library.models import Track
 from tonearm.server.hub import CLOSE_GOING_AWAY
 from tonearm.server.settings import ServerSettings
@@ -68,14 +68,6 @@ def _point_track_at(live: LiveServer, track_id: int, path: str) -> None:
     library.cache.invalidate(f"track:{track_id}", "tracks")
 
 
-def _wait_scan(client: httpx.Client) -> None:
-    deadline = time.monotonic() + SCAN_TIMEOUT_S
-    while (state := client.get("/api/scan").json()["state"]) != "done":
-        assert state not in ("failed", "cancelled"), f"the scan ended {state}"
-        assert time.monotonic() < deadline, "the first scan did not finish in time"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("security")
@@ -100,7 +92,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         running_server(settings) as live,
         httpx.Client(base_url=live.url, timeout=HTTP_TIMEOUT_S) as client,
     ):
-        _wait_scan(client)
+        wait_for_scan_done(client)
         items = client.get("/api/tracks", params={"limit": 50}).json()["items"]
         ids = {item["file_name"]: item["id"] for item in items}
         assert set(ids) == {"inside.flac", "dotted.flac", "prefixed.flac", "escape.flac"}
