@@ -257,6 +257,80 @@ def test_ab_stream_matches_the_mastered_loudness(library: Library, tmp_path: Pat
     assert part.content == body[start : start + 100_000]
 
 
+@pytest.mark.timeout(120)
+def test_a_custom_loudness(library: Library, tmp_path: Path) -> None:
+    """``lufs`` (and ``ceiling_dbtp``) override a target's: the master reaches the loudness
+    asked for, the A/B stream is gain-matched to it, and the plan cache keys on the numbers."""
+    client, track = library.client, library.ids["bach_bwv66_6.flac"]
+    plan_url = f"/api/tracks/{track}/plan"
+    custom: dict[str, str | float] = {"target": "custom", "lufs": -12}
+    plan = client.post(plan_url, params=custom).json()
+    assert (plan["target"], plan["lufs"], plan["ceiling_dbtp"]) == ("custom", -12.0, -1.0)
+    assert plan["cached"] is False
+    assert client.post(plan_url, params=custom).json()["cached"] is True
+    assert client.post(plan_url, params={**custom, "lufs": -12.5}).json()["cached"] is False
+    # a preset and a custom target with the preset's numbers, or the preset with another
+    # loudness or ceiling: four plans
+    spotify = client.post(plan_url, params={"target": "spotify"}).json()
+    assert (spotify["target"], spotify["lufs"], spotify["ceiling_dbtp"]) == ("spotify", -14, -1)
+    assert client.post(plan_url, params={"target": "spotify"}).json()["cached"] is True
+    tweaks: list[dict[str, str | float]] = [
+        {"target": "custom", "lufs": -14, "ceiling_dbtp": -1},
+        {"target": "spotify", "lufs": -12},
+        {"target": "spotify", "ceiling_dbtp": -2},
+    ]
+    for params in tweaks:
+        answer = client.post(plan_url, params=params).json()
+        assert answer["cached"] is False, params
+        assert answer["lufs"] == params.get("lufs", -14), params
+        assert answer["ceiling_dbtp"] == params.get("ceiling_dbtp", -1), params
+
+    mastered = client.get(f"/api/tracks/{track}/mastered", params=custom)
+    original = client.get(f"/api/tracks/{track}/stream", params={"match": "custom", "lufs": -12})
+    assert original.status_code == mastered.status_code == 200
+    assert mastered.headers["x-tonearm-target"] == "custom -12.0 LUFS / -1.0 dBTP"
+    assert original.headers["x-tonearm-target"] == "custom -12.0 LUFS / -1.0 dBTP"
+    assert float(original.headers["x-tonearm-gain-db"]) == pytest.approx(
+        plan["match_gain_db"], abs=1e-3
+    )
+    measured = {}
+    for name, answer in (("mastered", mastered), ("original", original)):
+        (tmp_path / f"{name}.wav").write_bytes(answer.content)
+        measured[name] = measure_file(tmp_path / f"{name}.wav")
+    levels = {name: m.integrated_lufs for name, m in measured.items()}
+    print(
+        f"\ncustom -12 LUFS: mastered {levels['mastered']:.2f} LUFS "
+        f"({measured['mastered'].true_peak_dbtp:.2f} dBTP), gain-matched {levels['original']:.2f}"
+    )
+    assert abs(levels["mastered"] - -12.0) < 0.5
+    assert measured["mastered"].true_peak_dbtp <= -1.0 + 0.05
+    assert abs(levels["original"] - levels["mastered"]) < 0.5
+    tweaked = client.get(
+        f"/api/tracks/{track}/mastered",
+        params={"target": "spotify", "ceiling_dbtp": -2},
+        headers={"Range": "bytes=0-99"},
+    )
+    assert tweaked.status_code == 206
+    assert tweaked.headers["x-tonearm-target"] == "spotify -14.0 LUFS / -2.0 dBTP"
+
+
+def test_a_custom_loudness_out_of_range(library: Library) -> None:
+    client, track = library.client, library.ids["bach_bwv66_6.flac"]
+    for path, params in (
+        ("/mastered", {"target": "custom"}),
+        ("/stream", {"match": "custom"}),
+        ("/plan", {"target": "custom"}),
+    ):
+        url = f"/api/tracks/{track}{path}"
+        method = "POST" if path == "/plan" else "GET"
+        for bad in ({"lufs": -4.9}, {"lufs": -40.5}, {"lufs": "loud"}, {"ceiling_dbtp": 0.5}):
+            answer = client.request(method, url, params={**params, **bad})
+            assert answer.status_code == 422, (path, bad)
+        alone = client.request(method, url, params=params)  # custom, with nothing to override
+        assert alone.status_code == 400, path
+        assert "needs lufs" in alone.json()["detail"]
+
+
 def test_plan_is_computed_once_for_concurrent_requests(library: Library) -> None:
     client, track = library.client, library.ids["bach_bwv66_6.flac"]
     params: dict[str, str | float] = {"target": "ebu", "strength": 0.25}

@@ -12,7 +12,7 @@ from tonearm.server.plan_cache import PlanCache, PlanKey
 
 
 def _key(track_id: int, strength: float = 1.0) -> PlanKey:
-    return PlanKey(track_id, "hash", 100, 5, "spotify", strength)
+    return PlanKey(track_id, "hash", 100, 5, "spotify", -14.0, -1.0, strength)
 
 
 def _plan(tag: int) -> StreamPlan:

@@ -153,3 +153,65 @@ def test_ab_switches_instantly_and_keeps_the_position(open_page: PageFactory) ->
     )
     short_term = float(page.eval_on_selector("#loudness-meter", "e => e.dataset.shortTerm"))
     assert -17.5 < short_term < -11.0, short_term
+
+
+def test_a_custom_loudness_retargets_the_preview_in_place(open_page: PageFactory) -> None:
+    """Custom in the target selector reveals a loudness field; -12 LUFS moves the preview to
+    the streams for it at the same position, and the meter reads about -12 LUFS."""
+    page = open_page("tracks")
+    play_track(page, "Maple Leaf Rag")
+    wait_until_position(page, 0.5)
+    lufs_field = page.get_by_label("Custom loudness (LUFS)")
+    expect(lufs_field).to_be_hidden()
+    page.get_by_label("Target").select_option("ebu")  # preview off: nothing reloads
+    page.get_by_role("switch", name="Master preview").click()
+    page.wait_for_function(
+        """() => { const a = [...document.querySelectorAll('.audio-elements audio')];
+                   return a.length === 2 && a.some(e => e.src.includes('target=ebu'))
+                     && a.every(e => !e.paused && e.currentTime > 0.3); }"""
+    )
+
+    page.get_by_label("Target").select_option("custom")
+    expect(lufs_field).to_be_visible()
+    expect(lufs_field).to_have_attribute("min", "-40")
+    expect(lufs_field).to_have_attribute("max", "-5")
+    expect(lufs_field).to_have_attribute("step", "0.5")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.audio-elements audio')]"
+        ".some(e => e.src.includes('target=custom'))"
+    )
+    page.evaluate(
+        "document.querySelectorAll('.audio-elements audio').forEach(a => a.dataset.tag = 'old')"
+    )
+    before = position(page)
+    lufs_field.fill("-12")
+    lufs_field.press("Enter")
+    page.wait_for_function(
+        """() => { const a = [...document.querySelectorAll('.audio-elements audio')];
+                   return a.length === 2 && a.every(e => e.src.includes('lufs=-12')
+                     && !e.dataset.tag && !e.paused); }"""
+    )
+    voices = page.evaluate(AUDIO_STATE)
+    sources = {v["side"]: v["src"] for v in voices}
+    assert "/mastered?target=custom" in sources["mastered"], sources
+    assert "lufs=-12" in sources["mastered"], sources
+    assert "/stream?match=custom" in sources["original"], sources
+    assert "lufs=-12" in sources["original"], sources
+    switched = position(page)
+    assert switched >= before - JITTER_S, (before, switched)  # the same position, not 0
+    expect(page.get_by_role("button", name="Mastered", exact=True)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    expect(page.locator(".plan-info")).to_contain_text("\u2192 \u221212.0 LUFS")  # → −12.0
+
+    # Once the 3 s window holds only the new master, the short-term meter reads about -12 LUFS
+    # (the rag's first bars run quieter than the whole: the loudest of 3 s of readings).
+    wait_until_position(page, switched + 3.5)
+    short_terms = []
+    for _ in range(12):
+        short_terms.append(
+            float(page.eval_on_selector("#loudness-meter", "e => e.dataset.shortTerm"))
+        )
+        time.sleep(SAMPLE_S)
+    print(f"\ncustom -12 LUFS: the meter reads {min(short_terms):.2f}..{max(short_terms):.2f}")
+    assert -15.5 < max(short_terms) < -9.0, short_terms

@@ -142,7 +142,10 @@ export interface JobReport {
 
 export interface PlanSummary {
   track_id: number;
+  /** A preset's name, or "custom". */
   target: string;
+  lufs: number;
+  ceiling_dbtp: number;
   strength: number;
   cached: boolean;
   input_lufs: number | null;
@@ -270,8 +273,11 @@ export const api = {
   scan: () => get<ScanState>("/api/scan"),
   startScan: () => request<ScanState>("POST", "/api/scan"),
   presets: () => get<Preset[]>("/api/presets"),
-  plan: (id: number, target: string, strength: number) =>
-    request<PlanSummary>("POST", `/api/tracks/${id}/plan`, { query: { target, strength } }),
+  /** `lufs`: a custom loudness (with the target "custom", or overriding a preset's). */
+  plan: (id: number, target: string, strength: number, lufs?: number) =>
+    request<PlanSummary>("POST", `/api/tracks/${id}/plan`, {
+      query: { target, strength, lufs },
+    }),
   jobs: (limit = 50) => get<Job[]>("/api/jobs", { limit }),
   job: (id: string) => get<Job>(`/api/jobs/${id}`),
   cancelJob: (id: string) => request<Job>("DELETE", `/api/jobs/${id}`),
@@ -318,10 +324,10 @@ function uploadFile(
 export const urls = {
   cover: (albumId: number) => url(`/api/albums/${albumId}/cover`),
   original: (trackId: number) => url(`/api/tracks/${trackId}/stream`),
-  matched: (trackId: number, target: string, strength: number) =>
-    url(`/api/tracks/${trackId}/stream`, { match: target, strength }),
-  mastered: (trackId: number, target: string, strength: number) =>
-    url(`/api/tracks/${trackId}/mastered`, { target, strength }),
+  matched: (trackId: number, target: string, strength: number, lufs?: number) =>
+    url(`/api/tracks/${trackId}/stream`, { match: target, strength, lufs }),
+  mastered: (trackId: number, target: string, strength: number, lufs?: number) =>
+    url(`/api/tracks/${trackId}/mastered`, { target, strength, lufs }),
   result: (jobId: string) => url(`/api/jobs/${jobId}/result`),
   plot: (jobId: string) => url(`/api/jobs/${jobId}/plot`),
   socket: () => {

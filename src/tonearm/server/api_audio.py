@@ -9,6 +9,14 @@
 * ``POST /api/tracks/{id}/plan?target=spotify&strength=1``: plan now (warms the cache) and
   return the plan.
 
+A target is a preset's name; ``lufs`` (-40..-5) and ``ceiling_dbtp`` (-12..0) override its
+loudness and true-peak ceiling (:func:`tonearm.mastering.targets.resolve_target`), and the name
+``custom`` stands for no preset: ``target=custom&lufs=-12`` (the ceiling, unless given, is the
+default preset's, -1 dBTP). The plan cache keys on the resolved loudness and ceiling, so a
+preset and a custom target never share a plan. The streams name what they apply in
+``X-Tonearm-Target``: the preset's name (``spotify``) for a preset as it is, otherwise the name,
+loudness and ceiling (``custom -12.0 LUFS / -1.0 dBTP``, ``apple -12.0 LUFS / -1.0 dBTP``).
+
 The two WAV streams have exact RIFF sizes up front (the master keeps the track's length) and
 answer a single ``Range`` by rendering from the frame it starts in (the header bytes are
 synthesised when the range covers them); a range that starts mid-track renders a pre-roll
@@ -36,9 +44,17 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from tonearm.audio_io.wav_stream import SampleFormat, WavLayout, wav_bytes
-from tonearm.errors import DecodeError, EncodeError
+from tonearm.errors import DecodeError, EncodeError, ParameterError
 from tonearm.mastering.stream import plan_for_stream, render_gain_matched, render_mastered
-from tonearm.mastering.targets import PRESETS, LoudnessTarget
+from tonearm.mastering.targets import (
+    MAX_CEILING_DBTP,
+    MAX_TARGET_LUFS,
+    MIN_CEILING_DBTP,
+    MIN_TARGET_LUFS,
+    PRESETS,
+    LoudnessTarget,
+    resolve_target,
+)
 from tonearm.server.api_library import TrackId, track_or_404
 from tonearm.server.plan_cache import PlanKey
 from tonearm.server.schemas import error_responses
@@ -53,11 +69,41 @@ if TYPE_CHECKING:
     from tonearm.mastering.stream import StreamPlan
     from tonearm.types import AudioArray
 
-__all__ = ["PlanSummary", "inside_library", "library_file", "parse_byte_range", "router"]
+__all__ = [
+    "PlanSummary",
+    "inside_library",
+    "library_file",
+    "parse_byte_range",
+    "router",
+    "target_label",
+]
 
 router = APIRouter(prefix="/api")
 State = Annotated[ServerState, Depends(server_state)]
 Strength = Annotated[float, Query(ge=0.0, le=1.0, description="0 (loudness only) to 1")]
+Lufs = Annotated[
+    float | None,
+    Query(
+        ge=MIN_TARGET_LUFS,
+        le=MAX_TARGET_LUFS,
+        description="Integrated loudness to reach instead of the target's (LUFS)",
+    ),
+]
+CeilingDbtp = Annotated[
+    float | None,
+    Query(
+        ge=MIN_CEILING_DBTP,
+        le=MAX_CEILING_DBTP,
+        description="True-peak ceiling instead of the target's (dBTP)",
+    ),
+]
+TargetName = Annotated[
+    str,
+    Query(
+        max_length=32,
+        description="A preset's name, or `custom` (with `lufs` and/or `ceiling_dbtp`)",
+    ),
+]
 
 MEDIA_TYPES = {
     ".mp3": "audio/mpeg",
@@ -80,6 +126,10 @@ MEDIA_TYPES = {
 """Content-Type of an original file, by extension (``application/octet-stream`` otherwise)."""
 STRENGTH_DECIMALS = 3
 """Strengths are rounded to this many decimals (one plan per 0.001)."""
+LEVEL_DECIMALS = 2
+"""A custom loudness and ceiling are rounded to this many decimals (one plan per 0.01 dB)."""
+CUSTOM = "custom"
+"""The target name that stands for no preset: ``lufs`` and/or ``ceiling_dbtp`` say it all."""
 _SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)", re.IGNORECASE)
 
 
@@ -90,6 +140,11 @@ class PlanSummary(BaseModel):
 
     track_id: int
     target: str
+    """The preset's name, or ``custom``."""
+    lufs: float
+    """The integrated loudness planned for (the preset's, or the ``lufs`` asked for)."""
+    ceiling_dbtp: float
+    """The true-peak ceiling planned for (the preset's, or the ``ceiling_dbtp`` asked for)."""
     strength: float
     cached: bool
     """The plan was already cached (no analysis ran for this request)."""
@@ -141,11 +196,32 @@ def library_file(state: ServerState, track_id: int) -> tuple[TrackRecord, str]:
     return record, real
 
 
-def _target(name: str) -> LoudnessTarget:
-    target = PRESETS.get(name.strip().lower())
-    if target is None:
-        raise HTTPException(400, f"unknown target '{name}' (choose from {', '.join(PRESETS)})")
-    return target
+def _target(name: str, lufs: float | None, ceiling_dbtp: float | None) -> LoudnessTarget:
+    """The preset ``name`` with its loudness and/or ceiling overridden (``custom``: none); 400
+    for an unknown name, or ``custom`` with nothing to override."""
+    preset = name.strip().lower()
+    if preset == CUSTOM and lufs is None and ceiling_dbtp is None:
+        raise HTTPException(400, "the target 'custom' needs lufs and/or ceiling_dbtp")
+    if preset != CUSTOM and preset not in PRESETS:
+        raise HTTPException(
+            400, f"unknown target '{name}' (choose from {', '.join(PRESETS)}, or {CUSTOM})"
+        )
+    try:
+        return resolve_target(
+            None if preset == CUSTOM else preset,
+            lufs=None if lufs is None else round(lufs, LEVEL_DECIMALS),
+            ceiling_dbtp=None if ceiling_dbtp is None else round(ceiling_dbtp, LEVEL_DECIMALS),
+        )
+    except ParameterError as exc:  # the query's bounds are the target's: not expected
+        raise HTTPException(400, str(exc)) from None
+
+
+def target_label(target: LoudnessTarget) -> str:
+    """``X-Tonearm-Target``: a preset's name (``spotify``) for the preset as it is, otherwise
+    the name, loudness and ceiling (``custom -12.0 LUFS / -1.0 dBTP``)."""
+    if PRESETS.get(target.name) == target:
+        return target.name
+    return f"{target.name} {target.lufs:.1f} LUFS / {target.ceiling_dbtp:.1f} dBTP"
 
 
 def _client(request: Request) -> str:
@@ -177,6 +253,8 @@ def _stream_plan(
         size_bytes=stat.st_size,
         mtime_ns=stat.st_mtime_ns,
         target=target.name,
+        lufs=target.lufs,
+        ceiling_dbtp=target.ceiling_dbtp,
         strength=strength,
     )
     if state.plans.peek(key) is None:
@@ -297,17 +375,24 @@ def stream_original(
     track_id: TrackId,
     match: Annotated[
         str | None,
-        Query(max_length=32, description="A target: gain-match to its mastered stream (A/B)"),
+        Query(
+            max_length=32,
+            description="A target (a preset's name, or `custom`): gain-match to its mastered "
+            "stream (A/B)",
+        ),
     ] = None,
     strength: Strength = 1.0,
+    lufs: Lufs = None,
+    ceiling_dbtp: CeilingDbtp = None,
 ) -> FileResponse | StreamingResponse:
     """The track's file as stored; with ``match``, the original at the mastered stream's
-    loudness (float WAV)."""
+    loudness (float WAV). ``lufs`` and ``ceiling_dbtp`` override the target's (with ``match``
+    only; without it they are ignored)."""
     record, real = library_file(state, track_id)
     if match is None:
         media_type = MEDIA_TYPES.get(Path(real).suffix.lower(), "application/octet-stream")
         return FileResponse(real, media_type=media_type, headers={"Cache-Control": "no-cache"})
-    target = _target(match)
+    target = _target(match, lufs, ceiling_dbtp)
     strength = round(strength, STRENGTH_DECIMALS)
     plan, _ = _stream_plan(state, request, record, real, target, strength)
     gain_db = plan.match_gain_db
@@ -321,7 +406,7 @@ def stream_original(
         _layout(plan, "float32"),
         render,
         dither_seed=0,
-        headers={"X-Tonearm-Gain-Db": f"{gain_db:.3f}", "X-Tonearm-Target": target.name},
+        headers={"X-Tonearm-Gain-Db": f"{gain_db:.3f}", "X-Tonearm-Target": target_label(target)},
     )
 
 
@@ -332,7 +417,7 @@ def stream_original(
     responses={
         200: {"content": {"audio/wav": {}}},
         206: {"description": "The requested byte range"},
-        400: {"description": "Unknown target"},
+        400: {"description": "Unknown target, or `custom` without `lufs` or `ceiling_dbtp`"},
         403: {"description": "The file lies outside the library folders"},
         404: {"description": "No such track, or its file is gone"},
         416: {"description": "The range lies beyond the end of the stream"},
@@ -343,12 +428,15 @@ def stream_mastered(
     state: State,
     request: Request,
     track_id: TrackId,
-    target: Annotated[str, Query(max_length=32, description="A preset name")] = "spotify",
+    target: TargetName = "spotify",
     strength: Strength = 1.0,
+    lufs: Lufs = None,
+    ceiling_dbtp: CeilingDbtp = None,
 ) -> StreamingResponse:
-    """The track mastered for ``target`` (16-bit WAV, rendered as it is sent; seekable)."""
+    """The track mastered for ``target`` (16-bit WAV, rendered as it is sent; seekable);
+    ``lufs`` and ``ceiling_dbtp`` override the target's."""
     record, real = library_file(state, track_id)
-    loudness_target = _target(target)
+    loudness_target = _target(target, lufs, ceiling_dbtp)
     strength = round(strength, STRENGTH_DECIMALS)
     stream_plan, _ = _stream_plan(state, request, record, real, loudness_target, strength)
     plan, info = stream_plan.plan, stream_plan.info
@@ -363,7 +451,7 @@ def stream_mastered(
         dither_seed=int(plan.cache_key()[:8], 16),
         headers={
             "X-Tonearm-Gain-Db": f"{plan.gain_db:.3f}",
-            "X-Tonearm-Target": loudness_target.name,
+            "X-Tonearm-Target": target_label(loudness_target),
             "X-Tonearm-Predicted-Lufs": f"{plan.predicted_lufs:.2f}",
         },
     )
@@ -379,12 +467,15 @@ def plan_track(
     state: State,
     request: Request,
     track_id: TrackId,
-    target: Annotated[str, Query(max_length=32, description="A preset name")] = "spotify",
+    target: TargetName = "spotify",
     strength: Strength = 1.0,
+    lufs: Lufs = None,
+    ceiling_dbtp: CeilingDbtp = None,
 ) -> PlanSummary:
-    """Plan the master of a track for ``target`` now (the streams then start at once)."""
+    """Plan the master of a track for ``target`` now (the streams then start at once);
+    ``lufs`` and ``ceiling_dbtp`` override the target's."""
     record, real = library_file(state, track_id)
-    loudness_target = _target(target)
+    loudness_target = _target(target, lufs, ceiling_dbtp)
     strength = round(strength, STRENGTH_DECIMALS)
     started = time.perf_counter()
     stream_plan, cached = _stream_plan(state, request, record, real, loudness_target, strength)
@@ -392,6 +483,8 @@ def plan_track(
     return PlanSummary(
         track_id=track_id,
         target=loudness_target.name,
+        lufs=loudness_target.lufs,
+        ceiling_dbtp=loudness_target.ceiling_dbtp,
         strength=strength,
         cached=cached,
         plan_s=round(time.perf_counter() - started, 4),

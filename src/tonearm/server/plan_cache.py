@@ -31,13 +31,16 @@ PLAN_TIMEOUT_S = 300.0
 
 @dataclass(frozen=True, slots=True)
 class PlanKey:
-    """What a plan depends on: the file's identity and state, the target and the strength."""
+    """What a plan depends on: the file's identity and state, the target (its name, loudness and
+    ceiling: a preset and a custom target never share a plan) and the strength."""
 
     track_id: int
     content_hash: str
     size_bytes: int
     mtime_ns: int
     target: str
+    lufs: float
+    ceiling_dbtp: float
     strength: float
 
 

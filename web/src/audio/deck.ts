@@ -12,7 +12,9 @@ import { Emitter } from "../emitter";
 import type { AudioGraph, Voice } from "./graph";
 
 export type Side = "original" | "mastered";
-export type DeckSource = { kind: "file" } | { kind: "preview"; target: string; strength: number };
+/** A preview's `lufs`: a custom loudness (with the target "custom"). */
+export type DeckSource =
+  { kind: "file" } | { kind: "preview"; target: string; strength: number; lufs?: number };
 
 interface DeckEvents extends Record<string, unknown> {
   ended: void;
@@ -98,8 +100,8 @@ export class Deck extends Emitter<DeckEvents> {
       source.kind === "file"
         ? [make("original", urls.original(track.id))]
         : [
-            make("mastered", urls.mastered(track.id, source.target, source.strength)),
-            make("original", urls.matched(track.id, source.target, source.strength)),
+            make("mastered", urls.mastered(track.id, source.target, source.strength, source.lufs)),
+            make("original", urls.matched(track.id, source.target, source.strength, source.lufs)),
           ];
     for (const { voice } of this.lanes) this.watch(voice.element);
   }

@@ -5,8 +5,9 @@
 // ends, so the tracks of an album follow each other without a gap where the browser allows.
 //
 // Master preview: the deck plays the mastered stream and the gain-matched original together
-// (deck.ts); the A/B switch is a gain change. Changing the target or the strength warms the new
-// plan while the old one keeps playing, then moves to the new streams at the same position.
+// (deck.ts); the A/B switch is a gain change. Changing the target (a preset, or "custom" with a
+// loudness of its own), the custom loudness or the strength warms the new plan while the old one
+// keeps playing, then moves to the new streams at the same position.
 
 import { api } from "../api";
 import type { PlanSummary, Track } from "../api";
@@ -17,9 +18,24 @@ import { AudioGraph } from "./graph";
 
 export interface PreviewSettings {
   enabled: boolean;
+  /** A preset's name, or `CUSTOM_TARGET`. */
   target: string;
+  /** The custom target's loudness (LUFS; kept while a preset is chosen). */
+  lufs: number;
   strength: number;
   audible: Side;
+}
+
+/** The target that is no preset: the server masters to `lufs` under its default ceiling. */
+export const CUSTOM_TARGET = "custom";
+export const CUSTOM_LUFS_MIN = -40;
+export const CUSTOM_LUFS_MAX = -5;
+export const CUSTOM_LUFS_STEP = 0.5;
+const DEFAULT_CUSTOM_LUFS = -14;
+
+/** A loudness the server takes for a custom target. */
+export function validCustomLufs(value: number): boolean {
+  return Number.isFinite(value) && value >= CUSTOM_LUFS_MIN && value <= CUSTOM_LUFS_MAX;
 }
 
 interface PlayerEvents extends Record<string, unknown> {
@@ -49,14 +65,24 @@ interface Stored {
 
 function load(): Stored {
   const defaults: Stored = {
-    preview: { enabled: false, target: "spotify", strength: 1, audible: "mastered" },
+    preview: {
+      enabled: false,
+      target: "spotify",
+      lufs: DEFAULT_CUSTOM_LUFS,
+      strength: 1,
+      audible: "mastered",
+    },
     volume: 0.8,
     muted: false,
   };
   try {
     const stored = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? "{}") as Partial<Stored>;
+    const preview = { ...defaults.preview, ...stored.preview };
+    if (typeof preview.lufs !== "number" || !validCustomLufs(preview.lufs)) {
+      preview.lufs = DEFAULT_CUSTOM_LUFS;
+    }
     return {
-      preview: { ...defaults.preview, ...stored.preview },
+      preview,
       volume: typeof stored.volume === "number" ? stored.volume : defaults.volume,
       muted: stored.muted === true,
     };
@@ -224,10 +250,13 @@ export class Player extends Emitter<PlayerEvents> {
     const before = this.preview;
     this.preview = { ...before, ...change };
     this.save();
+    const after = this.preview;
+    const sameTarget =
+      before.target === after.target &&
+      (after.target !== CUSTOM_TARGET || before.lufs === after.lufs);
     const same =
-      before.enabled === this.preview.enabled &&
-      (!this.preview.enabled ||
-        (before.target === this.preview.target && before.strength === this.preview.strength));
+      before.enabled === after.enabled &&
+      (!after.enabled || (sameTarget && before.strength === after.strength));
     if (same) {
       this.changed();
       return;
@@ -260,8 +289,11 @@ export class Player extends Emitter<PlayerEvents> {
   // --- loading --------------------------------------------------------------------------------
 
   private source(): DeckSource {
-    const { enabled, target, strength } = this.preview;
-    return enabled ? { kind: "preview", target, strength } : { kind: "file" };
+    const { enabled, target, strength, lufs } = this.preview;
+    if (!enabled) return { kind: "file" };
+    return target === CUSTOM_TARGET
+      ? { kind: "preview", target, strength, lufs }
+      : { kind: "preview", target, strength };
   }
 
   private async ensureGraph(): Promise<AudioGraph> {
@@ -276,7 +308,7 @@ export class Player extends Emitter<PlayerEvents> {
   /** Warm the plan of a preview (the streams then start at once); null for a file deck. */
   private async warm(track: Track, source: DeckSource): Promise<PlanSummary | null> {
     if (source.kind !== "preview") return null;
-    return api.plan(track.id, source.target, source.strength);
+    return api.plan(track.id, source.target, source.strength, source.lufs);
   }
 
   /** Play queue entry `index` from `at` seconds. */

@@ -1,7 +1,14 @@
-// The now-playing panel: the cover, the master preview (A/B, target, strength), the live
-// loudness meter and spectrum, and the queue.
+// The now-playing panel: the cover, the master preview (A/B, target or a custom loudness,
+// strength), the live loudness meter and spectrum, and the queue.
 
 import { api } from "../api";
+import {
+  CUSTOM_LUFS_MAX,
+  CUSTOM_LUFS_MIN,
+  CUSTOM_LUFS_STEP,
+  CUSTOM_TARGET,
+  validCustomLufs,
+} from "../audio/player";
 import type { App } from "../context";
 import { debounce, h, mount } from "../dom";
 import * as fmt from "../format";
@@ -81,6 +88,47 @@ export function nowPlayingPanel(app: App): HTMLElement {
     "change",
     () => void player.setPreview({ target: targetSelect.value }),
   );
+  // A custom target: its loudness, shown while "Custom" is the target.
+  const lufsInput = h("input", {
+    type: "number",
+    id: "preview-lufs",
+    min: CUSTOM_LUFS_MIN,
+    max: CUSTOM_LUFS_MAX,
+    step: CUSTOM_LUFS_STEP,
+    inputmode: "decimal",
+    "aria-describedby": "preview-lufs-help",
+    props: { value: String(player.preview.lufs) },
+  });
+  const lufsField = h(
+    "div",
+    { class: "field preview-lufs", hidden: true },
+    h("label", { for: "preview-lufs" }, "Custom loudness (LUFS)"),
+    lufsInput,
+    h(
+      "span",
+      { id: "preview-lufs-help", class: "visually-hidden" },
+      `From ${CUSTOM_LUFS_MIN} to ${CUSTOM_LUFS_MAX} LUFS, under a −1 dBTP ceiling`,
+    ),
+  );
+  /** Apply the typed loudness when it is one the server takes (while typing: a pause first). */
+  const applyLufs = (final: boolean): void => {
+    const value = Number(lufsInput.value);
+    const valid = lufsInput.value.trim() !== "" && validCustomLufs(value);
+    lufsInput.setAttribute("aria-invalid", String(!valid));
+    if (valid) {
+      void player.setPreview({ lufs: value });
+    } else if (final) {
+      app.toast(
+        `A custom loudness lies between ${fmt.negative(CUSTOM_LUFS_MIN, 0)} and ${fmt.negative(CUSTOM_LUFS_MAX, 0)} LUFS`,
+        "error",
+      );
+      lufsInput.value = String(player.preview.lufs);
+      lufsInput.setAttribute("aria-invalid", "false");
+    }
+  };
+  const applyLufsSoon = debounce(() => applyLufs(false), 700);
+  lufsInput.addEventListener("input", applyLufsSoon);
+  lufsInput.addEventListener("change", () => applyLufs(true));
   const strengthOutput = h("output", { for: "preview-strength", class: "strength-value" }, "100%");
   const strength = h("input", {
     type: "range",
@@ -181,6 +229,7 @@ export function nowPlayingPanel(app: App): HTMLElement {
           h("label", { for: "preview-strength" }, "Strength"),
           h("div", { class: "range-row" }, strength, strengthOutput),
         ),
+        lufsField,
       ),
       planInfo,
     ),
@@ -235,7 +284,7 @@ export function nowPlayingPanel(app: App): HTMLElement {
   }
 
   function renderPreview(): void {
-    const { enabled, target, strength: value } = player.preview;
+    const { enabled, target, strength: value, lufs } = player.preview;
     previewSwitch.setAttribute("aria-checked", String(enabled));
     const audible = player.audible;
     const previewing = enabled && player.current !== null;
@@ -243,27 +292,37 @@ export function nowPlayingPanel(app: App): HTMLElement {
     masteredButton.setAttribute("aria-pressed", String(previewing && audible === "mastered"));
     panel.dataset.audible = audible;
     panel.dataset.preview = String(enabled);
-    if (targetSelect.options.length !== app.presets.length) {
-      mount(
-        targetSelect,
-        app.presets.map((p) =>
+    if (targetSelect.options.length !== app.presets.length + 1) {
+      mount(targetSelect, [
+        ...app.presets.map((p) =>
           h(
             "option",
             { value: p.name, title: p.description },
             `${fmt.presetName(p.name)} · ${fmt.lufs(p.lufs)}`,
           ),
         ),
-      );
+        h(
+          "option",
+          { value: CUSTOM_TARGET, title: "A loudness of your own, under a −1 dBTP ceiling" },
+          "Custom LUFS",
+        ),
+      ]);
     }
     targetSelect.value = target;
+    const custom = target === CUSTOM_TARGET;
+    lufsField.hidden = !custom;
+    if (document.activeElement !== lufsInput) {
+      lufsInput.value = String(lufs);
+      lufsInput.setAttribute("aria-invalid", "false");
+    }
     if (document.activeElement !== strength) {
       strength.value = String(Math.round(value * 100));
       strengthOutput.textContent = `${strength.value}%`;
     }
     busy.hidden = !player.busy;
-    const preset = app.presets.find((p) => p.name === target);
-    meterTarget.hidden = !preset;
-    if (preset) meterTarget.style.left = `${meterPercent(preset.lufs)}%`;
+    const aim = custom ? lufs : app.presets.find((p) => p.name === target)?.lufs;
+    meterTarget.hidden = aim === undefined;
+    if (aim !== undefined) meterTarget.style.left = `${meterPercent(aim)}%`;
   }
 
   function renderPlan(): void {
