@@ -161,7 +161,7 @@ def test_a_custom_loudness_retargets_the_preview_in_place(open_page: PageFactory
     page = open_page("tracks")
     play_track(page, "Maple Leaf Rag")
     wait_until_position(page, 0.5)
-    lufs_field = page.get_by_label("Custom loudness (LUFS)")
+    lufs_field = page.get_by_label("Preview loudness (LUFS)")
     expect(lufs_field).to_be_hidden()
     page.get_by_label("Target").select_option("ebu")  # preview off: nothing reloads
     page.get_by_role("switch", name="Master preview").click()

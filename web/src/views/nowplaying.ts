@@ -102,7 +102,7 @@ export function nowPlayingPanel(app: App): HTMLElement {
   const lufsField = h(
     "div",
     { class: "field preview-lufs", hidden: true },
-    h("label", { for: "preview-lufs" }, "Custom loudness (LUFS)"),
+    h("label", { for: "preview-lufs" }, "Preview loudness (LUFS)"),
     lufsInput,
     h(
       "span",
