@@ -25,7 +25,7 @@ from tonearm.cli_common import app, exit_codes, load_plan, progress_bars, stdout
 from tonearm.errors import UserInputError
 from tonearm.jobs.engine import JobEngine, JobEvent, JobSpec, JobState, JobStatus
 from tonearm.library.paths import default_database_path
-from tonearm.mastering.render import LOSSLESS_SUFFIXES
+from tonearm.mastering.render import output_path_in
 from tonearm.mastering.targets import PRESETS
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from tonearm.library.manager import LibraryManager
 
-__all__ = ["batch", "output_path_in"]
+__all__ = ["batch"]
 
 WAIT_S = 24 * 3600.0  # a batch of any sane size finishes long before this
 DEFAULT_WORKERS = 2
@@ -45,12 +45,6 @@ class ExecutorName(StrEnum):
     thread = "thread"
     process = "process"
     dask = "dask"
-
-
-def output_path_in(folder: Path, source: Path) -> Path:
-    """The output for ``source`` in ``folder``: the same name (``.wav`` for a lossy input)."""
-    suffix = source.suffix if source.suffix.lower() in LOSSLESS_SUFFIXES else ".wav"
-    return folder / f"{source.stem}{suffix}"
 
 
 class _Bars:

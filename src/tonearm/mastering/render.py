@@ -61,7 +61,13 @@ if TYPE_CHECKING:
     from tonearm.mastering.plan import MasteringPlan
     from tonearm.types import AudioArray
 
-__all__ = ["MasterSettings", "default_output_path", "master_file"]
+__all__ = [
+    "MasterSettings",
+    "default_output_path",
+    "master_file",
+    "master_suffix",
+    "output_path_in",
+]
 
 LOSSY_EXTRA_MARGIN_DB = 0.5
 REFERENCE_TIMEOUT_S = 3600.0  # analysing references never takes near this; a hang must end
@@ -107,12 +113,20 @@ class MasterSettings:
             )
 
 
+def master_suffix(input_path: Path) -> str:
+    """A master's file extension: the input's for a lossless input, ``.wav`` for a lossy one."""
+    return input_path.suffix if input_path.suffix.lower() in LOSSLESS_SUFFIXES else ".wav"
+
+
 def default_output_path(input_path: Path) -> Path:
     """``IN_stem.mastered.<same ext>``, or ``.wav`` when the input is lossy."""
-    suffix = input_path.suffix.lower()
-    return input_path.with_name(
-        f"{input_path.stem}.mastered{input_path.suffix if suffix in LOSSLESS_SUFFIXES else '.wav'}"
-    )
+    return input_path.with_name(f"{input_path.stem}.mastered{master_suffix(input_path)}")
+
+
+def output_path_in(folder: Path, source: Path) -> Path:
+    """The master of ``source`` in ``folder``: the same name (``.wav`` for a lossy input), as
+    ``tonearm batch`` and the server's jobs name them."""
+    return folder / f"{source.stem}{master_suffix(source)}"
 
 
 def _default_bit_depth(info: AudioInfo) -> BitDepth | None:

@@ -43,7 +43,7 @@ from tonearm.audio_io import probe
 from tonearm.errors import DecodeError, ParameterError, TonearmError
 from tonearm.jobs.engine import JobSpec, JobState, JobStatus
 from tonearm.jobs.queue import QueueFull
-from tonearm.mastering.render import LOSSLESS_SUFFIXES
+from tonearm.mastering.render import output_path_in
 from tonearm.server.api_audio import inside_library
 from tonearm.server.schemas import ErrorBody, Job, JobOptions, JobStateName, TrackJobRequest
 from tonearm.server.state import ServerState, server_state
@@ -214,13 +214,6 @@ def _submit(state: ServerState, spec: JobSpec) -> Job:
     return _of_status(state.engine.status(job_id)).job
 
 
-def _output_path_in(folder: Path, source: Path) -> Path:
-    """The master of ``source`` in ``folder``: the same name, ``.wav`` for a lossy input (as
-    ``tonearm batch`` names them)."""
-    suffix = source.suffix if source.suffix.lower() in LOSSLESS_SUFFIXES else ".wav"
-    return folder / f"{source.stem}{suffix}"
-
-
 def _new_token() -> str:
     return uuid.uuid4().hex
 
@@ -288,7 +281,7 @@ def _queue_upload(
     folder.mkdir(parents=True)
     spec = JobSpec(
         str(path),
-        str(_output_path_in(folder, path)),
+        str(output_path_in(folder, path)),
         target=options.target,
         lufs=options.lufs,
         ceiling_dbtp=options.ceiling_dbtp,
@@ -342,7 +335,7 @@ def master_track(state: State, request: Request, body: TrackJobRequest) -> Job:
     folder.mkdir(parents=True)
     spec = JobSpec(
         record.path,
-        str(_output_path_in(folder, Path(record.path))),
+        str(output_path_in(folder, Path(record.path))),
         target=body.target,
         lufs=body.lufs,
         ceiling_dbtp=body.ceiling_dbtp,

@@ -154,19 +154,8 @@ def _track_page_json(state: ServerState, wanted: TrackPageQuery) -> bytes:
                 )
         except ParameterError as exc:
             raise _bad_request(exc) from None
-        return (
-            Page[Track]
-            .model_construct(
-                items=[Track.trusted(record) for record in page.items],
-                total=page.total,
-                total_exact=page.total_exact,
-                offset=page.offset,
-                limit=page.limit,
-                next_cursor=page.next_cursor,
-            )
-            .model_dump_json()
-            .encode()
-        )
+        items = [Track.trusted(record) for record in page.items]
+        return Page[Track].of(page, items).model_dump_json().encode()
 
     tags = FAVOURITE_PAGE_TAGS if wanted.favourites_only else PAGE_TAGS
     return state.library.cache.get_or_load(("api:tracks", wanted), tags, load)
@@ -247,14 +236,7 @@ def list_albums(
         page = state.library.albums.list(offset=offset, limit=limit, query=q, after=cursor)
     except ParameterError as exc:
         raise _bad_request(exc) from None
-    return Page[Album](
-        items=[Album.of(record) for record in page.items],
-        total=page.total,
-        total_exact=page.total_exact,
-        offset=page.offset,
-        limit=page.limit,
-        next_cursor=page.next_cursor,
-    )
+    return Page[Album].of(page, [Album.of(record) for record in page.items])
 
 
 @router.get(
@@ -294,14 +276,7 @@ def list_artists(
         page = state.library.artists.list(offset=offset, limit=limit, query=q)
     except ParameterError as exc:
         raise _bad_request(exc) from None
-    return Page[Artist](
-        items=[Artist(id=a.id, name=a.name) for a in page.items],
-        total=page.total,
-        total_exact=page.total_exact,
-        offset=page.offset,
-        limit=page.limit,
-        next_cursor=page.next_cursor,
-    )
+    return Page[Artist].of(page, [Artist(id=a.id, name=a.name) for a in page.items])
 
 
 @router.get("/genres", response_model=list[Genre], tags=["library"])

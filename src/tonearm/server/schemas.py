@@ -23,6 +23,7 @@ from tonearm.mastering.targets import (
 
 if TYPE_CHECKING:
     from tonearm.library.records import AlbumRecord, PlaylistRecord, TrackRecord
+    from tonearm.library.records import Page as LibraryPage
 
 __all__ = [
     "Album",
@@ -127,6 +128,19 @@ class Page(_Model, Generic[ItemT]):
     offset: int
     limit: int
     next_cursor: str | None
+
+    @classmethod
+    def of(cls, page: LibraryPage[Any], items: list[ItemT]) -> Page[ItemT]:
+        """The library's page with its records turned into ``items`` (models the caller has
+        built already: nothing is validated again)."""
+        return cls.model_construct(
+            items=items,
+            total=page.total,
+            total_exact=page.total_exact,
+            offset=page.offset,
+            limit=page.limit,
+            next_cursor=page.next_cursor,
+        )
 
 
 class Album(_Model):
