@@ -79,6 +79,12 @@ __all__ = [
 ]
 
 router = APIRouter(prefix="/api")
+_RANGED_TRACK_AUDIO: dict[int | str, dict[str, Any]] = {
+    206: {"description": "The requested byte range"},
+    403: {"description": "The file lies outside the library folders"},
+    404: {"description": "No such track, or its file is gone"},
+}
+"""What every audio route of a library track may answer besides 200 (OpenAPI)."""
 State = Annotated[ServerState, Depends(server_state)]
 Strength = Annotated[float, Query(ge=0.0, le=1.0, description="0 (loudness only) to 1")]
 Lufs = Annotated[
@@ -362,9 +368,7 @@ def _layout(plan: StreamPlan, sample_format: SampleFormat) -> WavLayout:
     response_model=None,
     responses={
         200: {"content": {"audio/*": {}}},
-        206: {"description": "The requested byte range"},
-        403: {"description": "The file lies outside the library folders"},
-        404: {"description": "No such track, or its file is gone"},
+        **_RANGED_TRACK_AUDIO,
         416: {"description": "The range lies beyond the end of the file"},
         **error_responses(400, 429, 503),
     },
@@ -416,10 +420,8 @@ def stream_original(
     response_class=StreamingResponse,
     responses={
         200: {"content": {"audio/wav": {}}},
-        206: {"description": "The requested byte range"},
+        **_RANGED_TRACK_AUDIO,
         400: {"description": "Unknown target, or `custom` without `lufs` or `ceiling_dbtp`"},
-        403: {"description": "The file lies outside the library folders"},
-        404: {"description": "No such track, or its file is gone"},
         416: {"description": "The range lies beyond the end of the stream"},
         **error_responses(429, 503),
     },
